@@ -1,0 +1,97 @@
+"""Configuration: every default lives here, once.
+
+Frozen dataclasses for the model, training and sampling, plus the names of the cells, optimizers, schedules
+and dtypes. This module imports no numpy, so `charrnn --help` stays fast; the CLI reads its defaults here and
+the checkpoint stores `ModelConfig` and `TrainConfig` as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+CELL_NAMES = ("rnn", "lstm", "gru")
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G: gate blocks packed in weight_ih / weight_hh
+OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad", "sgd")
+SCHEDULE_NAMES = ("constant", "cosine", "step")
+DTYPE_NAMES = ("float32", "float64")
+
+DEFAULT_CHECKPOINT = "checkpoints/model.npz"
+DEFAULT_STEPS = 2000  # used when none of --steps, --epochs, --max-time is given: training never runs forever
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Embedding (embed) -> `layers` stacked `cell`s of size `hidden` -> linear decoder over `vocab_size`."""
+
+    cell: str = "lstm"
+    vocab_size: int = 0
+    embed: int = 64
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. `steps`/`epochs`/`max_time` bound the run (whichever comes first); None = not set."""
+
+    batch: int = 32
+    seq: int = 64
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 5.0
+    schedule: str = "constant"
+    warmup: int = 0
+    steps: int | None = None
+    epochs: float | None = None
+    max_time: float | None = None  # seconds
+    val_frac: float = 0.05
+    eval_every: int = 200
+    patience: int | None = None
+    checkpoint_every: float | None = 600.0  # seconds between periodic saves
+    seed: int | None = None
+    dtype: str = "float32"
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """How to sample: logits / temperature -> top-k -> top-p -> renormalise -> draw."""
+
+    length: int = 500
+    temperature: float = 1.0
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    seed: int | None = None
+    stop: str | None = None
+    num_samples: int = 1
+    sep: str = "\n"
+    beam: int = 0  # 0 = no beam search
+
+
+def to_dict(config) -> dict:
+    """A config as a JSON-ready dict."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls, data: dict):
+    """Build `cls` from a dict, ignoring unknown keys (older/newer checkpoints) and keeping defaults for missing."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def param_shapes(mc: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter's name and shape, in PyTorch's `state_dict` names and layouts (see CLI.md, "Checkpoint")."""
+    G, H, V = GATES[mc.cell], mc.hidden, mc.vocab_size
+    shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, mc.embed)}
+    for k in range(mc.layers):
+        shapes[f"rnn.weight_ih_l{k}"] = (G * H, mc.embed if k == 0 else H)
+        shapes[f"rnn.weight_hh_l{k}"] = (G * H, H)
+        shapes[f"rnn.bias_ih_l{k}"] = (G * H,)
+        shapes[f"rnn.bias_hh_l{k}"] = (G * H,)
+    shapes["decoder.weight"] = (V, H)
+    shapes["decoder.bias"] = (V,)
+    return shapes
