@@ -1,0 +1,283 @@
+"""Recurrent cells: vanilla RNN, LSTM and GRU, forward and backward side by side.
+
+Shapes: T time, N batch, D input, H hidden, G gate blocks (1 rnn, 4 lstm, 3 gru).
+Arrays are time-major, x (T,N,D), so every step reads and writes one contiguous (N,·) slice.
+
+Parameters follow PyTorch's names and layouts (`weight_ih` (G·H,D), `weight_hh` (G·H,H), `bias_ih`, `bias_hh`
+(G·H,)), gate order LSTM i, f, g, o and GRU r, z, n with r applied to (W_hn h + b_hn), so checkpoints interoperate
+with `nn.RNN/LSTM/GRU`. A state is a tuple: (h,) for rnn and gru, (h, c) for lstm, each (N,H).
+
+Speed is designed in: only the recurrence runs inside the time loop. The input projection of all T steps is one
+GEMM before it; the weight gradients are one GEMM each after it; elementwise work writes into preallocated
+whole-sequence arrays with `out=`, so the loop allocates nothing. The sigmoid is computed as 1 / (1 + exp(-a))
+because numpy's exp is much cheaper than its tanh, and tanh(a) = 2·σ(2a) − 1 lets the LSTM's g gate share the one
+exp pass of its sigmoid gates. Backward recomputes nothing: the cache holds each gate after its nonlinearity.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import numpy as np
+
+
+def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float32) -> dict[str, np.ndarray]:
+    """PyTorch's initialisation: every weight and bias uniform in ±1/sqrt(H)."""
+    k = 1.0 / np.sqrt(H)
+    shapes = {"weight_ih": (G * H, D), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
+    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+
+
+def _sigmoid_(a: np.ndarray, neg_scale: np.ndarray | float = -1.0) -> None:
+    """In place: a <- 1 / (1 + exp(neg_scale * a)); neg_scale -2 on a block gives σ(2a) there (for tanh)."""
+    np.multiply(a, neg_scale, out=a)
+    np.exp(a, out=a)  # overflow to inf is fine: 1 / (1 + inf) = 0 exactly
+    a += 1.0
+    np.reciprocal(a, out=a)
+
+
+def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
+    """out (T,N,G·H) <- x (T,N,D) @ W_ih.T + bias: the input part of every gate for all T steps, one GEMM."""
+    T, N, D = x.shape
+    np.matmul(x.reshape(T * N, D), W_ih.T, out=out.reshape(T * N, -1))
+    out += bias
+
+
+def _weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray, dgh: np.ndarray | None = None) -> dict:
+    """Weight and bias gradients from the gate pre-activation gradients, one GEMM per weight.
+
+    da (T,N,G·H) is dLoss/d(input part of the gates), dgh the same for the hidden part (defaults to da),
+    x (T,N,D) the inputs, h_prev (T,N,H) the hidden state each step started from.
+    """
+    dgh = da if dgh is None else dgh
+    GH = da.shape[-1]
+    da2, dgh2 = da.reshape(-1, GH), dgh.reshape(-1, GH)
+    return {
+        "weight_ih": da2.T @ x.reshape(da2.shape[0], -1),  # (G·H,D)
+        "weight_hh": dgh2.T @ h_prev.reshape(da2.shape[0], -1),  # (G·H,H)
+        "bias_ih": da2.sum(axis=0),  # (G·H,)
+        "bias_hh": dgh2.sum(axis=0),  # (G·H,)
+    }
+
+
+def _input_grad(da: np.ndarray, W_ih: np.ndarray) -> np.ndarray:
+    """dx (T,N,D) = da (T,N,G·H) @ W_ih, one GEMM for all steps."""
+    T, N, GH = da.shape
+    return (da.reshape(T * N, GH) @ W_ih).reshape(T, N, -1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vanilla RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+
+
+class RNNCache(NamedTuple):
+    x: np.ndarray  # (T,N,D) inputs
+    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T
+    W_ih: np.ndarray  # (H,D)
+    W_hh: np.ndarray  # (H,H)
+
+
+def rnn_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, RNNCache]:
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache."""
+    (h0,) = state
+    T, N, _ = x.shape
+    H = h0.shape[1]
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H) h_0 .. h_T
+    hs[0] = h0
+    a = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H) pre-activations
+    _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=a)
+    W_hhT, hW = p["weight_hh"].T, np.empty((N, H), dtype=x.dtype)
+    for t in range(T):
+        np.matmul(hs[t], W_hhT, out=hW)
+        a[t] += hW
+        np.tanh(a[t], out=hs[t + 1])
+    return hs[1:], (hs[T],), RNNCache(x, hs, p["weight_ih"], p["weight_hh"])
+
+
+def rnn_backward(dhs: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, tuple, dict]:
+    """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
+    x, hs, W_ih, W_hh = cache
+    T = dhs.shape[0]
+    da = np.square(hs[1:])  # (T,N,H) becomes dLoss/d(pre-activation); tanh' = 1 - h²
+    np.subtract(1.0, da, out=da)
+    dh = np.zeros_like(hs[0])  # (N,H) gradient arriving at h_t from step t+1
+    for t in reversed(range(T)):
+        dh += dhs[t]
+        da[t] *= dh
+        np.matmul(da[t], W_hh, out=dh)
+    return _input_grad(da, W_ih), (dh,), _weight_grads(da, x, hs[:-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# LSTM, PyTorch's gate order i, f, g, o:
+#   i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o)   with a = W_ih x + b_ih + W_hh h + b_hh
+#   c' = f ∗ c + i ∗ g,  h' = o ∗ tanh(c')
+
+
+class LSTMCache(NamedTuple):
+    x: np.ndarray  # (T,N,D) inputs
+    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T
+    cs: np.ndarray  # (T+1,N,H) c_0 .. c_T
+    gates: np.ndarray  # (T,N,4H) i, f, g, o after their nonlinearities
+    tanh_c: np.ndarray  # (T,N,H) tanh(c_t)
+    W_ih: np.ndarray  # (4H,D)
+    W_hh: np.ndarray  # (4H,H)
+
+
+def lstm_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, LSTMCache]:
+    """x (T,N,D), state (h0, c0) -> hs (T,N,H), final state (h_T, c_T), cache."""
+    h0, c0 = state
+    T, N, _ = x.shape
+    H = h0.shape[1]
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
+    cs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
+    hs[0], cs[0] = h0, c0
+    gates = np.empty((T, N, 4 * H), dtype=x.dtype)  # (T,N,4H) pre-activations, then activations, in place
+    tanh_c = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
+    _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=gates)
+    neg_scale = np.full(4 * H, -1.0, dtype=x.dtype)  # (4H,) -1, and -2 on g: one exp pass gives σ(a) and σ(2a_g)
+    neg_scale[2 * H : 3 * H] = -2.0
+    W_hhT = p["weight_hh"].T  # (H,4H)
+    hW, ig = np.empty((N, 4 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
+    with np.errstate(over="ignore"):
+        for t in range(T):
+            a = gates[t]  # (N,4H)
+            np.matmul(hs[t], W_hhT, out=hW)
+            a += hW
+            _sigmoid_(a, neg_scale)
+            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+            g *= 2.0  # tanh(a_g) = 2σ(2a_g) - 1
+            g -= 1.0
+            np.multiply(f, cs[t], out=cs[t + 1])
+            np.multiply(i, g, out=ig)
+            cs[t + 1] += ig
+            np.tanh(cs[t + 1], out=tanh_c[t])
+            np.multiply(o, tanh_c[t], out=hs[t + 1])
+    cache = LSTMCache(x, hs, cs, gates, tanh_c, p["weight_ih"], p["weight_hh"])
+    return hs[1:], (hs[T], cs[T]), cache
+
+
+def lstm_backward(dhs: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, tuple, dict]:
+    """dhs (T,N,H) -> dx (T,N,D), (dh0, dc0), grads under the parameter names."""
+    x, hs, cs, gates, tanh_c, W_ih, W_hh = cache
+    T, N, H = dhs.shape
+    # Local derivative of every gate, for all steps at once: σ' = s(1-s), tanh' = 1 - g².
+    da = np.subtract(1.0, gates)  # (T,N,4H) becomes dLoss/d(pre-activation) in the loop
+    da *= gates
+    g_all = gates[:, :, 2 * H : 3 * H]
+    np.square(g_all, out=da[:, :, 2 * H : 3 * H])
+    np.subtract(1.0, da[:, :, 2 * H : 3 * H], out=da[:, :, 2 * H : 3 * H])
+    dtanh = np.square(tanh_c)  # (T,N,H) 1 - tanh(c)²
+    np.subtract(1.0, dtanh, out=dtanh)
+    dh = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at h_t from step t+1
+    dc = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at c_t from step t+1
+    dgate, tmp = np.empty((N, 4 * H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
+    di, df, dg, do = dgate[:, :H], dgate[:, H : 2 * H], dgate[:, 2 * H : 3 * H], dgate[:, 3 * H :]
+    for t in reversed(range(T)):
+        i, g, o = gates[t, :, :H], gates[t, :, 2 * H : 3 * H], gates[t, :, 3 * H :]
+        dh += dhs[t]  # total gradient at h_t
+        np.multiply(dh, o, out=tmp)
+        tmp *= dtanh[t]
+        dc += tmp  # total gradient at c_t
+        np.multiply(dh, tanh_c[t], out=do)
+        np.multiply(dc, g, out=di)
+        np.multiply(dc, cs[t], out=df)
+        np.multiply(dc, i, out=dg)
+        da[t] *= dgate  # through the nonlinearities
+        dc *= gates[t, :, H : 2 * H]  # to c_{t-1} through f
+        np.matmul(da[t], W_hh, out=dh)  # to h_{t-1}
+    return _input_grad(da, W_ih), (dh, dc), _weight_grads(da, x, hs[:-1])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# GRU, exactly PyTorch's variant (r applied to the hidden projection, bias included):
+#   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz)
+#   n = tanh(W_in x + b_in + r ∗ (W_hn h + b_hn)),  h' = (1 − z) ∗ n + z ∗ h
+
+
+class GRUCache(NamedTuple):
+    x: np.ndarray  # (T,N,D) inputs
+    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T
+    gates: np.ndarray  # (T,N,3H) r, z, n after their nonlinearities
+    ghn: np.ndarray  # (T,N,H) W_hn h + b_hn
+    W_ih: np.ndarray  # (3H,D)
+    W_hh: np.ndarray  # (3H,H)
+
+
+def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, GRUCache]:
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache."""
+    (h0,) = state
+    T, N, _ = x.shape
+    H = h0.shape[1]
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
+    hs[0] = h0
+    bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
+    bias[: 2 * H] += p["bias_hh"][: 2 * H]
+    xa = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) input part of r, z, n
+    _project(x, p["weight_ih"], bias, out=xa)
+    gates = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) r, z, n
+    ghn = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
+    W_hhT, b_hn = p["weight_hh"].T, p["bias_hh"][2 * H :]  # (H,3H), (H,)
+    gh, tmp = np.empty((N, 3 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
+    with np.errstate(over="ignore"):
+        for t in range(T):
+            np.matmul(hs[t], W_hhT, out=gh)
+            rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
+            np.add(xa[t, :, : 2 * H], gh[:, : 2 * H], out=rz)
+            _sigmoid_(rz)
+            np.add(gh[:, 2 * H :], b_hn, out=ghn[t])
+            np.multiply(rz[:, :H], ghn[t], out=n)
+            n += xa[t, :, 2 * H :]
+            np.tanh(n, out=n)
+            np.subtract(hs[t], n, out=tmp)  # h' = n + z ∗ (h - n)
+            tmp *= rz[:, H:]
+            np.add(n, tmp, out=hs[t + 1])
+    return hs[1:], (hs[T],), GRUCache(x, hs, gates, ghn, p["weight_ih"], p["weight_hh"])
+
+
+def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:
+    """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
+    x, hs, gates, ghn, W_ih, W_hh = cache
+    T, N, H = dhs.shape
+    dxa = np.subtract(1.0, gates)  # (T,N,3H) becomes dLoss/d(input part of r, z, n)
+    dxa *= gates  # σ' = s(1-s) for r and z
+    np.square(gates[:, :, 2 * H :], out=dxa[:, :, 2 * H :])
+    np.subtract(1.0, dxa[:, :, 2 * H :], out=dxa[:, :, 2 * H :])  # tanh' = 1 - n²
+    dgh = np.empty_like(dxa)  # (T,N,3H) dLoss/d(hidden part W_hh h + b_hh)
+    dh = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at h_t from step t+1
+    tmp, hW = np.empty((N, H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
+    for t in reversed(range(T)):
+        r, z, n = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H :]
+        dar, daz, dan = dxa[t, :, :H], dxa[t, :, H : 2 * H], dxa[t, :, 2 * H :]
+        dh += dhs[t]  # total gradient at h_t
+        np.subtract(1.0, z, out=tmp)  # dn = dh ∗ (1 - z)
+        tmp *= dh
+        dan *= tmp
+        np.subtract(hs[t], n, out=tmp)  # dz = dh ∗ (h - n)
+        tmp *= dh
+        daz *= tmp
+        np.multiply(dan, ghn[t], out=tmp)  # dr = dan ∗ (W_hn h + b_hn)
+        dar *= tmp
+        dgh[t, :, : 2 * H] = dxa[t, :, : 2 * H]
+        np.multiply(dan, r, out=dgh[t, :, 2 * H :])
+        dh *= z  # to h_{t-1}: directly through z ∗ h, and through the hidden projection
+        np.matmul(dgh[t], W_hh, out=hW)
+        dh += hW
+    return _input_grad(dxa, W_ih), (dh,), _weight_grads(dxa, x, hs[:-1], dgh)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class Cell(NamedTuple):
+    gates: int  # G: gate blocks in weight_ih / weight_hh
+    states: int  # arrays in a state tuple: 1 (h) or 2 (h, c)
+    forward: Callable
+    backward: Callable
+
+
+CELLS = {
+    "rnn": Cell(1, 1, rnn_forward, rnn_backward),
+    "lstm": Cell(4, 2, lstm_forward, lstm_backward),
+    "gru": Cell(3, 1, gru_forward, gru_backward),
+}

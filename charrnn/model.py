@@ -1,0 +1,148 @@
+"""The model: embedding -> L stacked recurrent cells -> linear decoder -> softmax cross-entropy.
+
+Shapes: N batch, T time, D embedding, H hidden, V vocabulary. Ids come in batch-first (N,T) as users and PyTorch's
+`batch_first=True` expect; inside, everything is time-major (T,N,·) (see cells.py).
+
+Parameters are one flat dict under PyTorch's `state_dict` names (`embedding.weight`, `rnn.weight_ih_l0`, ...,
+`decoder.weight`, `decoder.bias`), so the same weights give the same logits here and in
+`nn.Embedding -> nn.RNN/LSTM/GRU(batch_first=True) -> nn.Linear`. Gradients use the same keys.
+
+One forward path serves training, evaluation and sampling (sampling runs it with T = 1 and a carried state).
+Dropout (inverted, drawn from an explicit rng) sits between stacked layers and before the decoder; it is on only
+when an rng is passed.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from charrnn.cells import CELLS, init_params as init_cell_params
+from charrnn.config import ModelConfig
+
+CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def init_params(mc: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
+    """Fresh parameters with PyTorch's initialisation: embedding N(0, 1), everything else U(±1/sqrt(H))."""
+    cell, H, V = CELLS[mc.cell], mc.hidden, mc.vocab_size
+    params = {"embedding.weight": rng.standard_normal((V, mc.embed)).astype(dtype)}  # (V,D)
+    for k in range(mc.layers):
+        layer = init_cell_params(rng, mc.embed if k == 0 else H, H, cell.gates, dtype)
+        params.update({f"rnn.{name}_l{k}": value for name, value in layer.items()})
+    bound = 1.0 / np.sqrt(H)
+    params["decoder.weight"] = rng.uniform(-bound, bound, (V, H)).astype(dtype)  # (V,H)
+    params["decoder.bias"] = rng.uniform(-bound, bound, V).astype(dtype)  # (V,)
+    return params
+
+
+def layer_params(params: dict, k: int) -> dict[str, np.ndarray]:
+    """Layer k's cell parameters under the cell's short names (views, not copies)."""
+    return {name: params[f"rnn.{name}_l{k}"] for name in CELL_KEYS}
+
+
+def init_state(mc: ModelConfig, batch: int, dtype=np.float32) -> list[tuple[np.ndarray, ...]]:
+    """Zero state: one tuple per layer, (h,) or (h, c), each (N,H)."""
+    n = CELLS[mc.cell].states
+    return [tuple(np.zeros((batch, mc.hidden), dtype=dtype) for _ in range(n)) for _ in range(mc.layers)]
+
+
+class ForwardCache(NamedTuple):
+    ids: np.ndarray  # (T,N) time-major ids
+    layers: list  # per layer, the cell's cache
+    masks: list  # per layer k >= 1 its input dropout mask (T,N,H), then the decoder's; None when off
+    top: np.ndarray  # (T,N,H) decoder input
+
+
+def _dropout(x: np.ndarray, p: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Inverted dropout: x * mask with mask in {0, 1/(1-p)}; identity when off."""
+    if rng is None or p <= 0:
+        return x, None
+    mask = (rng.random(x.shape, dtype=x.dtype) >= p).astype(x.dtype)  # (same as x)
+    mask *= 1.0 / (1.0 - p)
+    return x * mask, mask
+
+
+def forward(params: dict, mc: ModelConfig, ids: np.ndarray, state: list, rng=None):
+    """ids (N,T), state per layer -> logits (T,N,V), final state, cache. Dropout is on iff rng is given."""
+    cell = CELLS[mc.cell]
+    x = params["embedding.weight"][ids.T]  # (T,N,D)
+    layers, masks, new_state = [], [], []
+    for k in range(mc.layers):
+        if k > 0:
+            x, mask = _dropout(x, mc.dropout, rng)
+            masks.append(mask)
+        x, st, cache = cell.forward(x, state[k], layer_params(params, k))  # (T,N,H)
+        layers.append(cache)
+        new_state.append(st)
+    x, mask = _dropout(x, mc.dropout, rng)
+    masks.append(mask)
+    T, N, H = x.shape
+    logits = x.reshape(T * N, H) @ params["decoder.weight"].T  # (T·N,V)
+    logits += params["decoder.bias"]
+    return logits.reshape(T, N, -1), new_state, ForwardCache(ids.T, layers, masks, x)
+
+
+def backward(dlogits: np.ndarray, cache: ForwardCache, params: dict, mc: ModelConfig) -> dict[str, np.ndarray]:
+    """dlogits (T,N,V) -> gradients of every parameter, under the parameter names."""
+    cell = CELLS[mc.cell]
+    T, N, V = dlogits.shape
+    d2 = dlogits.reshape(T * N, V)
+    grads = {
+        "decoder.weight": d2.T @ cache.top.reshape(T * N, -1),  # (V,H)
+        "decoder.bias": d2.sum(axis=0),  # (V,)
+    }
+    dx = (d2 @ params["decoder.weight"]).reshape(T, N, -1)  # (T,N,H)
+    for k in reversed(range(mc.layers)):
+        mask = cache.masks[k]  # the mask applied to layer k's output: the next layer's input, or the decoder's
+        if mask is not None:
+            dx *= mask
+        dx, _, g = cell.backward(dx, cache.layers[k])
+        grads.update({f"rnn.{name}_l{k}": g[name] for name in CELL_KEYS})
+    demb = np.zeros_like(params["embedding.weight"])  # (V,D)
+    np.add.at(demb, cache.ids.ravel(), dx.reshape(T * N, -1))
+    grads["embedding.weight"] = demb
+    return grads
+
+
+def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """Fused, stable softmax cross-entropy, mean over every position.
+
+    logits (M,V), targets (M,) -> loss in nats (float), dlogits (M,V). The logits array is reused for dlogits.
+    """
+    M = logits.shape[0]
+    rows = np.arange(M)
+    logits -= logits.max(axis=1, keepdims=True)  # stable: the largest logit becomes 0
+    picked = logits[rows, targets].astype(np.float64)  # (M,) shifted logit of each target
+    np.exp(logits, out=logits)
+    total = logits.sum(axis=1, keepdims=True)  # (M,1)
+    loss = float(np.mean(np.log(total[:, 0], dtype=np.float64) - picked))
+    logits /= total  # softmax
+    logits[rows, targets] -= 1.0
+    logits *= 1.0 / M
+    return loss, logits
+
+
+def nll(logits: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Negative log-likelihood per position, in float64: logits (M,V), targets (M,) -> (M,)."""
+    z = logits.astype(np.float64)  # (M,V)
+    z -= z.max(axis=1, keepdims=True)
+    logsum = np.log(np.exp(z).sum(axis=1))  # (M,)
+    return logsum - z[np.arange(len(targets)), targets]
+
+
+def loss_and_grads(params: dict, mc: ModelConfig, x: np.ndarray, y: np.ndarray, state: list, rng=None):
+    """x, y (N,T) ids and targets, state per layer -> mean loss (nats), grads (same keys as params), final state."""
+    logits, new_state, cache = forward(params, mc, x, state, rng)
+    T, N, V = logits.shape
+    loss, dlogits = cross_entropy(logits.reshape(T * N, V), y.T.ravel())
+    grads = backward(dlogits.reshape(T, N, V), cache, params, mc)
+    return loss, grads, new_state
+
+
+def loss(params: dict, mc: ModelConfig, x: np.ndarray, y: np.ndarray, state: list):
+    """Forward only: x, y (N,T) -> summed nll in nats (float64), final state. Used by evaluation."""
+    logits, new_state, _ = forward(params, mc, x, state)
+    T, N, V = logits.shape
+    return float(nll(logits.reshape(T * N, V), y.T.ravel()).sum()), new_state

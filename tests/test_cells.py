@@ -1,0 +1,106 @@
+"""Cells: packed forward equals a naive per-step, per-gate loop; every gradient matches centred differences."""
+
+import numpy as np
+import pytest
+
+from charrnn.cells import CELLS, init_params
+from gradcheck import numeric_grad, rel_error
+
+N, T, D, H = 2, 3, 4, 5  # all different, so a wrong transpose fails loudly
+
+
+def sigmoid(a):
+    return 1.0 / (1.0 + np.exp(-a))
+
+
+def naive_forward(cell, x, state, p):
+    """Per time step, per gate, batch-first, straight from the equations (PyTorch's definitions)."""
+    W_ih, W_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
+    G = CELLS[cell].gates
+    Wi = [W_ih[k * H : (k + 1) * H] for k in range(G)]
+    Wh = [W_hh[k * H : (k + 1) * H] for k in range(G)]
+    bi = [b_ih[k * H : (k + 1) * H] for k in range(G)]
+    bh = [b_hh[k * H : (k + 1) * H] for k in range(G)]
+    h = state[0].copy()
+    c = state[1].copy() if cell == "lstm" else None
+    out = []
+    for t in range(x.shape[0]):
+        xt = x[t]
+        pre = [xt @ Wi[k].T + bi[k] + h @ Wh[k].T + bh[k] for k in range(G)]
+        if cell == "rnn":
+            h = np.tanh(pre[0])
+        elif cell == "lstm":
+            i, f, g, o = sigmoid(pre[0]), sigmoid(pre[1]), np.tanh(pre[2]), sigmoid(pre[3])
+            c = f * c + i * g
+            h = o * np.tanh(c)
+        else:
+            r = sigmoid(xt @ Wi[0].T + bi[0] + h @ Wh[0].T + bh[0])
+            z = sigmoid(xt @ Wi[1].T + bi[1] + h @ Wh[1].T + bh[1])
+            n = np.tanh(xt @ Wi[2].T + bi[2] + r * (h @ Wh[2].T + bh[2]))
+            h = (1 - z) * n + z * h
+        out.append(h)
+    final = (h, c) if cell == "lstm" else (h,)
+    return np.stack(out), final
+
+
+def make(cell, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    p = init_params(rng, D, H, CELLS[cell].gates, np.float64)
+    for k in p:  # larger than the default init, and random non-zero biases, so every path matters
+        p[k] = rng.normal(0, scale, p[k].shape)
+    x = rng.normal(size=(T, N, D))
+    state = tuple(rng.normal(size=(N, H)) for _ in range(CELLS[cell].states))
+    return rng, p, x, state
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_forward_equals_naive_loop(cell):
+    _, p, x, state = make(cell)
+    hs, final, _ = CELLS[cell].forward(x, state, p)
+    ref_hs, ref_final = naive_forward(cell, x, state, p)
+    assert hs.shape == (T, N, H)
+    np.testing.assert_allclose(hs, ref_hs, rtol=0, atol=1e-12)
+    for a, b in zip(final, ref_final):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_forward_extreme_preactivations_are_finite(cell):
+    _, p, x, state = make(cell, scale=50.0)  # exp overflows inside the sigmoid: must still give exact 0/1
+    state = tuple(np.tanh(s).astype(np.float32) for s in state)  # a reachable state: |h| <= 1
+    hs, _, _ = CELLS[cell].forward(x.astype(np.float32), state,
+                                   {k: v.astype(np.float32) for k, v in p.items()})
+    assert np.all(np.isfinite(hs))
+    assert np.all(np.abs(hs) <= 1.0)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_gradients_match_centred_differences(cell):
+    rng, p, x, state = make(cell, scale=0.5)
+    fwd, bwd = CELLS[cell].forward, CELLS[cell].backward
+    dout = rng.normal(size=(T, N, H))  # random upstream gradient
+
+    def f():
+        hs, _, _ = fwd(x, state, p)
+        return float(np.sum(hs * dout))
+
+    hs, _, cache = fwd(x, state, p)
+    dx, dstate, grads = bwd(dout, cache)
+    assert set(grads) == set(p)
+    checks = {"x": (dx, x)} | {f"state{i}": (dstate[i], state[i]) for i in range(len(state))}
+    checks |= {name: (grads[name], p[name]) for name in p}
+    errors = {name: rel_error(a, numeric_grad(f, arr)) for name, (a, arr) in checks.items()}
+    for name, (a, arr) in checks.items():
+        assert a.shape == arr.shape, name
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_float32_stays_float32(cell):
+    _, p, x, state = make(cell)
+    p32 = {k: v.astype(np.float32) for k, v in p.items()}
+    hs, final, cache = CELLS[cell].forward(x.astype(np.float32), tuple(s.astype(np.float32) for s in state), p32)
+    dx, dstate, grads = CELLS[cell].backward(np.ones_like(hs), cache)
+    assert hs.dtype == dx.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert all(s.dtype == np.float32 for s in (*final, *dstate))
