@@ -1,0 +1,33 @@
+"""The `charrnn` command: train, sample, eval, info. The only package that imports typer, rich or tqdm."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from charrnn import __version__
+from charrnn.cli import eval_cmd, info_cmd, sample_cmd, train_cmd  # noqa: F401  (each registers its command)
+from charrnn.cli.common import app
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"charrnn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
+                                 is_eager=True),
+) -> None:
+    """Character-level text generation with recurrent networks written by hand in NumPy."""
+
+
+def main() -> None:
+    """Entry point of the console script and of `python -m charrnn`."""
+    try:
+        app(prog_name="charrnn")
+    except KeyboardInterrupt:
+        sys.exit(130)

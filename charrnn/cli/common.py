@@ -1,0 +1,110 @@
+"""What every command shares: the Typer app, one-line errors, reading text, opening checkpoints, escapes.
+
+The CLI package is the only place that imports typer, rich or tqdm. NumPy and the core are imported inside the
+command functions, so `charrnn --help` never imports numpy.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+from charrnn.config import DEFAULT_CHECKPOINT
+
+app = typer.Typer(
+    name="charrnn",
+    help="Character-level text generation with recurrent networks written by hand in NumPy.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+CHECKPOINT_HELP = f"Checkpoint to read (default {DEFAULT_CHECKPOINT})."
+
+
+def say(message: str) -> None:
+    """One line of chatter on stderr."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """A one-line error on stderr and a non-zero exit: bad content is 1 (CLI.md), bad usage 2."""
+    say(f"charrnn: error: {message}")
+    raise typer.Exit(code)
+
+
+def read_text(source: str) -> str:
+    """The UTF-8 text of a path, or of stdin when source is '-'; fails with the byte offset of bad UTF-8."""
+    name = "stdin" if source == "-" else source
+    try:
+        raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    except IsADirectoryError:
+        fail(f"{source} is a directory, not a text file", 2)
+    except FileNotFoundError:
+        fail(f"{source} does not exist", 2)
+    except OSError as e:
+        fail(f"cannot read {name}: {e.strerror}", 2)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        fail(f"{name} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); convert it, "
+             f"e.g. with `iconv -t UTF-8`")
+
+
+def open_checkpoint(path: Path | None):
+    """Load a checkpoint for sampling, evaluation or info; a missing default says how to train one."""
+    from charrnn.checkpoint import CheckpointError, load
+
+    if path is None:
+        path = Path(DEFAULT_CHECKPOINT)
+        if not path.exists():
+            fail(f"no model at {path}; train one first: `charrnn train CORPUS` (or pass -c PATH)")
+    elif not path.exists():
+        fail(f"checkpoint {path} does not exist", 2)
+    try:
+        return load(path)
+    except CheckpointError as e:
+        fail(str(e))
+
+
+_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\\\": "\\"}
+
+
+def unescape(text: str) -> str:
+    """Turn the escapes \\n, \\t and \\\\ into their characters; any other backslash stays as it is."""
+    return re.sub(r"\\[nt\\]", lambda m: _ESCAPES[m.group(0)], text)
+
+
+def parse_duration(text: str) -> float:
+    """'90s', '20m', '1h', '1h30m', '2.5m' or plain seconds -> seconds; raises typer.BadParameter."""
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+    text = text.strip().lower()
+    parts = re.findall(r"(\d+(?:\.\d+)?)([smhd]?)", text)
+    if not text or not parts or "".join(a + b for a, b in parts) != text:
+        raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 90s, 20m, 1h or 1h30m")
+    seconds = sum(float(n) * units[u or "s"] for n, u in parts)
+    if seconds <= 0:
+        raise typer.BadParameter("a duration must be positive")
+    return seconds
+
+
+def set_threads(threads: int | None) -> None:
+    """Ask the BLAS for `threads` threads; takes effect only before numpy is first imported."""
+    if threads:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(threads)
+
+
+def quiet_stdout() -> None:
+    """After a closed pipe (`| head`): point stdout at /dev/null so the final flush cannot complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,1 @@
+"""`charrnn eval` (being written)."""

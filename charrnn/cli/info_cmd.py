@@ -1,0 +1,1 @@
+"""`charrnn info` (being written)."""

@@ -1,0 +1,1 @@
+"""`charrnn sample` (being written)."""

@@ -1,0 +1,1 @@
+"""`charrnn train` (being written)."""
