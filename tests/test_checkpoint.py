@@ -1,0 +1,252 @@
+"""Tests for charrnn.checkpoint: round trip, pickle-free format, atomic writes, one-line validation errors."""
+
+import json
+import re
+import os
+
+import numpy as np
+import pytest
+
+from charrnn import checkpoint, config
+from charrnn.checkpoint import FORMAT_VERSION, Checkpoint, CheckpointError, describe, load, save
+from charrnn.config import ModelConfig, TrainConfig
+
+VOCAB = np.array([0, 10, 65, 233, 0x1F600], dtype=np.uint32)  # NUL, newline, 'A', 'é', an emoji
+
+
+def make_ckpt(cell="lstm", dtype=np.float64, layers=2, seed=0) -> Checkpoint:
+    """A small valid checkpoint: V=5, D=3, H=4."""
+    rng = np.random.default_rng(seed)
+    mc = ModelConfig(cell=cell, vocab_size=len(VOCAB), embed=3, hidden=4, layers=layers, dropout=0.1)
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in config.param_shapes(mc).items()}
+    resume = {
+        "params/decoder.bias": rng.standard_normal(len(VOCAB)).astype(dtype),
+        "optim/m/decoder.bias": np.zeros(len(VOCAB), dtype),
+        "optim/t": np.array(7, dtype=np.int64),
+        "cursor": np.array([3, 1, 4], dtype=np.int64),
+        "rng": np.array(json.dumps({"state": 2**70, "inc": 5})),
+    }
+    history = [[0, 1.6, 1.7], [5, 1.3, 1.25]]
+    meta = {"step": 7, "seed": 42, "best_val_loss": 1.25, "history": history, "note": "né 😀"}
+    tc = TrainConfig(optimizer="sgd", momentum=0.9, steps=10, seed=42, dtype=np.dtype(dtype).name)
+    return Checkpoint(model_config=mc, train_config=tc, vocab=VOCAB.copy(), params=params, resume=resume, meta=meta)
+
+
+def assert_same(a: Checkpoint, b: Checkpoint):
+    assert a.model_config == b.model_config and a.train_config == b.train_config
+    assert a.meta == b.meta and a.version == b.version
+    assert a.vocab.dtype == b.vocab.dtype and np.array_equal(a.vocab, b.vocab)
+    for got, want in ((a.params, b.params), (a.resume, b.resume)):
+        assert list(got) == list(want)
+        for k in want:
+            assert got[k].dtype == want[k].dtype and got[k].shape == want[k].shape
+            np.testing.assert_array_equal(got[k], want[k])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", config.CELL_NAMES)
+def test_round_trip(tmp_path, cell, dtype):
+    ckpt = make_ckpt(cell, dtype)
+    path = tmp_path / "sub" / "dir" / "model.npz"  # parents are created
+    save(path, ckpt)
+    assert_same(load(path), ckpt)
+    assert sorted(os.listdir(path.parent)) == ["model.npz"]
+
+
+def test_empty_resume_and_meta_round_trip(tmp_path):
+    ckpt = make_ckpt(layers=1)
+    ckpt.resume, ckpt.meta = {}, {}
+    save(tmp_path / "m.npz", ckpt)
+    assert_same(load(tmp_path / "m.npz"), ckpt)
+
+
+def test_file_is_plain_pickle_free_npz(tmp_path):
+    ckpt = make_ckpt("gru")
+    save(tmp_path / "m.npz", ckpt)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
+        data = {k: z[k] for k in z.files}
+    assert data["format_version"].shape == () and data["format_version"].dtype == np.int64
+    assert int(data["format_version"]) == FORMAT_VERSION
+    for key in ("model_config", "train_config", "meta"):
+        assert data[key].shape == () and data[key].dtype.kind == "U"
+    assert json.loads(str(data["model_config"]))["cell"] == "gru"
+    assert data["vocab"].dtype == np.uint32
+    assert set(data) == {*checkpoint.RESERVED, *ckpt.params, *("resume/" + k for k in ckpt.resume)}
+
+
+def test_numpy_scalars_in_meta_become_json(tmp_path):
+    ckpt = make_ckpt()
+    ckpt.meta = {"step": np.int64(3), "loss": np.float32(0.5), "curve": np.arange(3)}
+    save(tmp_path / "m.npz", ckpt)
+    assert load(tmp_path / "m.npz").meta == {"step": 3, "loss": 0.5, "curve": [0, 1, 2]}
+
+
+def test_path_without_suffix_is_written_as_is(tmp_path):
+    save(tmp_path / "model.ckpt", make_ckpt())
+    assert sorted(os.listdir(tmp_path)) == ["model.ckpt"]
+    assert load(tmp_path / "model.ckpt").model_config.cell == "lstm"
+
+
+@pytest.mark.parametrize("target", ["savez", "replace"])
+def test_failed_save_leaves_old_checkpoint_and_no_temp_file(tmp_path, monkeypatch, target):
+    path = tmp_path / "model.npz"
+    save(path, make_ckpt(seed=1))
+    before = path.read_bytes()
+
+    def boom(f, *args, **kwargs):
+        if target == "savez":
+            f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.np if target == "savez" else checkpoint.os, target, boom)
+    with pytest.raises(OSError, match="disk full"):
+        save(path, make_ckpt(seed=2))
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+def test_invalid_checkpoint_is_never_written(tmp_path):
+    ckpt = make_ckpt()
+    ckpt.params["decoder.bias"] = np.full(len(VOCAB), np.nan)
+    with pytest.raises(CheckpointError, match="refusing to write .*'decoder.bias' holds NaN"):
+        save(tmp_path / "m.npz", ckpt)
+    ckpt = make_ckpt()
+    ckpt.resume["bad"] = np.array([object()])
+    with pytest.raises(CheckpointError, match="resume\\['bad'\\]"):
+        save(tmp_path / "m.npz", ckpt)
+    ckpt = make_ckpt()
+    ckpt.meta = {"x": object()}
+    with pytest.raises(CheckpointError, match="meta is not JSON"):
+        save(tmp_path / "m.npz", ckpt)
+    assert os.listdir(tmp_path) == []
+
+
+def test_describe(tmp_path):
+    ckpt = make_ckpt("gru", np.float32)
+    save(tmp_path / "m.npz", ckpt)
+    info = describe(load(tmp_path / "m.npz"))
+    assert info == {
+        "format_version": FORMAT_VERSION, "cell": "gru", "embed": 3, "hidden": 4, "layers": 2, "dropout": 0.1,
+        "parameters": sum(int(np.prod(s)) for s in config.param_shapes(ckpt.model_config).values()),
+        "vocab_size": 5, "dtype": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25,
+        "history": [[0, 1.6, 1.7], [5, 1.3, 1.25]],
+    }
+    json.dumps(info, allow_nan=False)
+    ckpt.meta = {"best_val_loss": float("inf")}
+    assert describe(ckpt)["best_val_loss"] is None and describe(ckpt)["history"] == []
+
+
+# --------------------------------------------------------------------------------------- invalid files
+
+
+def raw(tmp_path) -> dict:
+    """The arrays of a valid checkpoint file, to be damaged by a test."""
+    save(tmp_path / "good.npz", make_ckpt())
+    with np.load(tmp_path / "good.npz", allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def load_error(path) -> str:
+    """The CheckpointError message for loading `path`, which must be one line."""
+    with pytest.raises(CheckpointError) as info:
+        load(path)
+    message = str(info.value)
+    assert message and "\n" not in message and "\r" not in message
+    return message
+
+
+def write_raw(path, data: dict):
+    with open(path, "wb") as f:
+        np.savez(f, **data)
+
+
+def text(obj) -> np.ndarray:
+    return np.array(json.dumps(obj))
+
+
+MODEL = config.to_dict(make_ckpt().model_config)
+DAMAGES = {
+    "no_version": (lambda d: d.pop("format_version"), r"not a charrnn checkpoint \(missing 'format_version'\)"),
+    "newer": (lambda d: d.update(format_version=np.array(FORMAT_VERSION + 1)), "newer charrnn.*upgrade"),
+    "version_text": (lambda d: d.update(format_version=np.array("1")), "invalid format_version"),
+    "no_vocab": (lambda d: d.pop("vocab"), "missing 'vocab'"),
+    "no_meta": (lambda d: d.pop("meta"), "missing 'meta'"),
+    "bad_json": (lambda d: d.update(model_config=np.array("{cell: lstm")), "'model_config' is not valid JSON"),
+    "json_list": (lambda d: d.update(train_config=text([1, 2])), "'train_config' is not valid JSON"),
+    "json_bytes": (lambda d: d.update(meta=np.array(b"{}")), "'meta' is not valid JSON"),
+    "cell": (lambda d: d.update(model_config=text({**MODEL, "cell": "transformer"})), "unknown cell 'transformer'"),
+    "hidden": (lambda d: d.update(model_config=text({**MODEL, "hidden": 0})), "hidden must be a positive"),
+    "optimizer": (lambda d: d.update(train_config=text({"optimizer": "lion"})), "unknown train_config.optimizer"),
+    "missing_param": (lambda d: d.pop("rnn.bias_hh_l1"), "missing parameter 'rnn.bias_hh_l1'"),
+    "extra_param": (lambda d: d.update({"rnn.weight_ih_l2": np.zeros((16, 4))}), "unexpected parameter"),
+    "shape": (lambda d: d.update({"rnn.weight_ih_l0": np.zeros((12, 3))}),
+              r"'rnn.weight_ih_l0' has shape \(12, 3\), expected \(16, 3\)"),
+    "int_params": (lambda d: d.update({k: np.zeros(v.shape, np.int32) for k, v in d.items()
+                                       if k in config.param_shapes(make_ckpt().model_config)}),
+                   "must be float32 or float64, found int32"),
+    "mixed_dtypes": (lambda d: d.update({"decoder.bias": d["decoder.bias"].astype(np.float32)}),
+                     "'decoder.bias' is float32 but 'embedding.weight' is float64"),
+    "nan": (lambda d: d["decoder.weight"].__setitem__((0, 0), np.nan), "'decoder.weight' holds NaN"),
+    "inf": (lambda d: d["embedding.weight"].__setitem__((1, 1), -np.inf), "'embedding.weight' holds NaN or inf"),
+    "vocab_int64": (lambda d: d.update(vocab=d["vocab"].astype(np.int64)), "vocab must be a 1-D uint32"),
+    "vocab_2d": (lambda d: d.update(vocab=d["vocab"].reshape(1, -1)), "vocab must be a 1-D uint32"),
+    "vocab_unsorted": (lambda d: d.update(vocab=d["vocab"][::-1].copy()), "not sorted and unique"),
+    "vocab_duplicate": (lambda d: d.update(vocab=np.array([0, 10, 10, 65, 66], np.uint32)), "not sorted and unique"),
+    "vocab_length": (lambda d: d.update(vocab=d["vocab"][:4]), "vocab has 4 code points but .*vocab_size is 5"),
+    "vocab_range": (lambda d: d.update(vocab=np.array([0, 1, 2, 3, 0x110000], np.uint32)), "beyond the last Unicode"),
+    "pickled": (lambda d: d.update(meta=np.array([{"a": 1}], dtype=object)), "not a readable .npz"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_damaged_file_gives_one_line_error(tmp_path, damage):
+    change, pattern = DAMAGES[damage]
+    data = raw(tmp_path)
+    change(data)
+    write_raw(tmp_path / "bad.npz", data)
+    message = load_error(tmp_path / "bad.npz")
+    assert re.search(pattern, message), message
+    assert str(tmp_path / "bad.npz") in message
+
+
+def test_truncated_file(tmp_path):
+    save(tmp_path / "m.npz", make_ckpt())
+    whole = (tmp_path / "m.npz").read_bytes()
+    for size in (0, 10, len(whole) // 2, len(whole) - 10):
+        (tmp_path / "t.npz").write_bytes(whole[:size])
+        assert "not a readable .npz" in load_error(tmp_path / "t.npz")
+
+
+def test_random_bytes_and_npy_files(tmp_path):
+    (tmp_path / "r.npz").write_bytes(np.random.default_rng(0).bytes(4096))
+    assert "not a readable .npz" in load_error(tmp_path / "r.npz")
+    (tmp_path / "PK.npz").write_bytes(b"PK\x03\x04" + np.random.default_rng(1).bytes(4096))
+    assert "not a readable .npz" in load_error(tmp_path / "PK.npz")
+    np.save(tmp_path / "a.npy", np.zeros(3))
+    assert "not a readable .npz" in load_error(tmp_path / "a.npy")
+
+
+def test_missing_file_and_directory(tmp_path):
+    message = load_error(tmp_path / "nope.npz")
+    assert "not found" in message and "charrnn train" in message
+    assert "is a directory" in load_error(tmp_path)
+
+
+def test_file_mode_is_kept_or_follows_umask(tmp_path):
+    umask = os.umask(0)
+    os.umask(umask)
+    save(tmp_path / "m.npz", make_ckpt())
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+    os.chmod(tmp_path / "m.npz", 0o600)
+    save(tmp_path / "m.npz", make_ckpt(seed=3))
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to count open files")
+def test_load_closes_the_file(tmp_path):
+    save(tmp_path / "m.npz", make_ckpt())
+    before = len(os.listdir("/proc/self/fd"))
+    ckpt = load(tmp_path / "m.npz")
+    assert len(os.listdir("/proc/self/fd")) == before
+    assert all(type(p) is np.ndarray for p in ckpt.params.values())
