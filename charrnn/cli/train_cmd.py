@@ -1,1 +1,227 @@
-"""`charrnn train` (being written)."""
+"""`charrnn train CORPUS`: learn a model of a text; stdout gets the checkpoint path, stderr the progress."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from charrnn.cli.common import app, fail, parse_duration, read_text, say, set_threads
+from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_STEPS, DTYPE_NAMES, OPTIMIZER_NAMES,
+                            SCHEDULE_NAMES, ModelConfig, TrainConfig)
+
+Cell = Enum("Cell", {n: n for n in CELL_NAMES}, type=str)
+Optimizer = Enum("Optimizer", {n: n for n in OPTIMIZER_NAMES}, type=str)
+Schedule = Enum("Schedule", {n: n for n in SCHEDULE_NAMES}, type=str)
+Dtype = Enum("Dtype", {n: n for n in DTYPE_NAMES}, type=str)
+M, TR = ModelConfig(), TrainConfig()
+MODEL_OPTIONS = ("cell", "hidden", "layers", "embed", "dropout")
+# Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may.
+FIXED_ON_RESUME = ("batch", "seq", "val_frac", "dtype", "optimizer", "momentum", "weight_decay", "seed")
+RUN_HINT = "checkpoint; say --resume to continue that run or --force to start a new one over it"
+
+
+def _below_one(value):
+    if value is not None and value >= 1.0:
+        raise typer.BadParameter(f"{value} must be below 1")
+    return value
+
+
+def _positive(value):
+    if value is not None and value <= 0:
+        raise typer.BadParameter(f"{value} must be positive")
+    return value
+
+
+def _opt(default, *names, help: str, **kw):
+    """An option whose absence is visible (None), showing the real default from config in --help."""
+    return typer.Option(None, *names, help=help, show_default=str(default), **kw)
+
+
+def _merge(given: dict, out: Path, resume: bool, text: str):
+    """(ModelConfig, TrainConfig, vocab codes, resumed Checkpoint or None) from the options given and --out."""
+    import numpy as np
+
+    from charrnn.checkpoint import CheckpointError, load
+    from charrnn.data import Vocab
+
+    model_given = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
+    train_given = {k: v for k, v in given.items() if k not in MODEL_OPTIONS}
+    if not resume:
+        vocab = Vocab.from_text(text)
+        seed = train_given.pop("seed", None)
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % 2**32)
+            say(f"seed {seed} (pass --seed {seed} to repeat this run)")
+        mc = ModelConfig(**model_given, vocab_size=len(vocab))
+        return mc, TrainConfig(**train_given, seed=seed), vocab.codes, None
+    if not out.exists():
+        fail(f"nothing to resume: {out} does not exist (drop --resume to start a new run)")
+    try:
+        ckpt = load(out)
+    except CheckpointError as e:
+        fail(str(e))
+    stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
+    for name, value in given.items():
+        if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
+            flag = "--" + name.replace("_", "-")
+            fail(f"{flag} {value} conflicts with the run in {out} ({flag} {stored[name]}); drop it to resume, "
+                 f"or start a new run with --force")
+    if ckpt.meta.get("corpus_sha256") != _hash(text):
+        fail(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); resume with the "
+             f"same corpus, or start a new run with --force")
+    train_given = {k: v for k, v in train_given.items() if k not in FIXED_ON_RESUME}
+    return ckpt.model_config, dataclasses.replace(ckpt.train_config, **train_given), ckpt.vocab, ckpt
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _Interrupt:
+    """First Ctrl-C: finish the step, save, exit 130. Second: exit at once, the checkpoint on disk untouched."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = signal.signal(signal.SIGINT, self)
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            os._exit(130)
+        self.requested = True
+        say("\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)")
+
+    def restore(self):
+        signal.signal(signal.SIGINT, self.previous)
+
+
+def _save(run, out: Path) -> None:
+    from charrnn.checkpoint import CheckpointError, save
+
+    try:
+        save(out, run.checkpoint())
+    except (CheckpointError, OSError) as e:
+        fail(f"could not write {out}: {e}")
+
+
+def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
+    """Run the training loop: show progress, save on validation, periodically, at the end and on Ctrl-C."""
+    import time
+
+    from charrnn.cli.progress import Progress, _bits, _duration, summary
+    from charrnn.data import Vocab
+    from charrnn.train import Diverged, Run
+
+    ids = Vocab(vocab).encode(text)
+    try:
+        run = Run(mc, tc, vocab, ids, _hash(text), resume=ckpt)
+    except ValueError as e:
+        fail(str(e))
+    if run.tc.batch != tc.batch:
+        say(f"the corpus is short: using --batch {run.tc.batch} instead of {tc.batch}")
+    first, saved, last = run.meta["step"], time.monotonic(), None
+    progress, interrupt = Progress(run.total_steps, first, run.tc.max_time), _Interrupt()
+    try:
+        for last in run.steps():
+            progress.update(last)
+            if interrupt.requested:
+                break
+            if last.val_loss is not None or last.stop or time.monotonic() - saved >= run.tc.checkpoint_every:
+                _save(run, out)
+                saved = time.monotonic()
+    except Diverged as e:
+        progress.close()
+        kept = f"; the last good checkpoint {out} is untouched" if out.exists() else ""
+        fail(f"{e}{kept}")
+    finally:
+        progress.close()
+        interrupt.restore()
+    if interrupt.requested or last is None or not last.stop:
+        _save(run, out)
+    m = run.meta
+    reason = {"steps": "step limit", "epochs": "epoch limit", "time": "time budget", "patience": "patience"}
+    summary([("checkpoint", str(out)), ("steps", f"{m['step']} ({m['step'] - first} in this run)"),
+             ("epochs", f"{m['epochs_done'] + m['cursor'] / run.per_epoch:.2f}"),
+             ("time", _duration(last.elapsed if last else 0.0)),
+             ("speed", f"{last.chars_per_sec:,.0f} chars/s" if last else "-"),
+             ("train loss", _bits(last.loss if last else None)), ("best val loss", _bits(m["best_val_loss"])),
+             ("seed", str(run.tc.seed)),
+             ("stopped by", "Ctrl-C" if interrupt.requested else reason.get(last.stop if last else "", "-"))])
+    if interrupt.requested:
+        say(f"saved a resumable checkpoint to {out}; continue with: charrnn train CORPUS -o {out} --resume")
+        raise typer.Exit(130)
+    print(out, flush=True)
+
+
+@app.command()
+def train(
+    corpus: Path = typer.Argument(..., exists=True, dir_okay=False, allow_dash=True,
+                                  help="UTF-8 text to learn from: a path, or - for stdin."),
+    out: Path = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
+                             "are created. An existing file is never overwritten without --resume or --force."),
+    force: bool = typer.Option(False, "--force", help="Start a new run over an existing --out (replaced "
+                               "atomically, only when the first save happens)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run stored in --out exactly where it "
+                                "stopped. Options not given come from the checkpoint; conflicting ones exit 1."),
+    cell: Cell = _opt(M.cell, "--cell", help="Recurrent cell."),
+    hidden: int = _opt(M.hidden, "--hidden", min=1, help="Hidden size H of each layer."),
+    layers: int = _opt(M.layers, "--layers", min=1, help="Number of stacked layers."),
+    embed: int = _opt(M.embed, "--embed", min=1, help="Embedding size D."),
+    dropout: float = _opt(M.dropout, "--dropout", min=0.0, callback=_below_one,
+                          help="Dropout between stacked layers and before the decoder."),
+    batch: int = _opt(TR.batch, "--batch", min=1, help="B contiguous streams through the corpus (fewer for a "
+                      "short corpus)."),
+    seq: int = _opt(TR.seq, "--seq", min=1, help="T steps of truncated backpropagation through time."),
+    lr: float = _opt(TR.lr, "--lr", callback=_positive, help="Learning rate."),
+    optimizer: Optimizer = _opt(TR.optimizer, "--optimizer", help="Optimizer."),
+    momentum: float = _opt(TR.momentum, "--momentum", min=0.0, callback=_below_one,
+                           help="Momentum (sgd and rmsprop)."),
+    weight_decay: float = _opt(TR.weight_decay, "--weight-decay", min=0.0,
+                               help="Weight decay (decoupled for adam, i.e. AdamW)."),
+    clip: float = _opt(TR.clip, "--clip", min=0.0, help="Clip the global gradient norm to this (0 = off)."),
+    schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
+                              "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
+    warmup: int = _opt(TR.warmup, "--warmup", min=0, help="Linear warm-up over the first N steps."),
+    steps: int = _opt("none", "--steps", min=1, help="Stop after N optimizer steps in all (counting those "
+                      f"before a --resume). With none of --steps/--epochs/--max-time: {DEFAULT_STEPS} steps."),
+    epochs: float = _opt("none", "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
+    max_time: str = _opt("none", "--max-time", help="Stop after this wall-clock budget for this invocation "
+                         "(90s, 20m, 1h). A schedule that decays over --max-time (no --steps/--epochs) depends "
+                         "on the wall clock, so such a run is not bit-reproducible."),
+    val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5,
+                           help="The last fraction of the corpus is validation (0 = none)."),
+    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, help="Validate (and save) every N steps."),
+    patience: int = _opt("none", "--patience", min=1, help="Stop after K validations without improvement."),
+    checkpoint_every: str = _opt("10m", "--checkpoint-every", help="Also save at least this often (a duration)."),
+    seed: int = _opt("random", "--seed", min=0, help="Every random draw follows from S; when not given, a seed "
+                     "is drawn, printed on stderr and stored."),
+    dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
+    threads: int = typer.Option(None, "--threads", min=1, help="BLAS threads.", show_default="all cores"),
+) -> None:
+    """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
+    given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
+             if v is not None and k not in ("corpus", "out", "force", "resume", "threads")}
+    for name in ("max_time", "checkpoint_every"):
+        if name in given:
+            try:
+                given[name] = parse_duration(given[name])
+            except typer.BadParameter as e:
+                raise typer.BadParameter(str(e), param_hint="--" + name.replace("_", "-"))
+    if force and resume:
+        fail("--force starts a new run and --resume continues one; give only one of them")
+    if out.exists() and not (force or resume):
+        fail(f"{out} already exists; it holds a {RUN_HINT}")
+    if out.exists() and out.is_dir():
+        fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
+    set_threads(threads)
+    text = read_text(str(corpus))
+    if not text:
+        fail(f"{'stdin' if str(corpus) == '-' else corpus} is empty: there is nothing to learn")
+    mc, tc, vocab, ckpt = _merge(given, out, resume, text)
+    _train(mc, tc, vocab, text, ckpt, out)
