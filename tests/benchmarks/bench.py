@@ -1,0 +1,323 @@
+"""charrnn against PyTorch, side by side: training and sampling speed on the same model, data and settings.
+
+    python tests/benchmarks/bench.py                 # everything, 2 threads, the table on stdout
+    python tests/benchmarks/bench.py --only lstm --repeats 9
+
+Each workload builds a charrnn runner and a PyTorch runner, warms both up, then times them interleaved
+(A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range of chars/s
+and the ratio of the medians. Training speed counts full optimizer steps: forward, backward, global-norm clip,
+Adam update, hidden state carried across contiguous batches. Sampling speed is batch 1, one character at a time
+from the softmax at temperature 1, with the carried state.
+
+torch comes from the `bench` extra (`pip install -e '.[bench]'`); without it only charrnn is measured.
+This file is a script, not a test: pytest does not collect it (its name does not match test_*.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+WORKLOADS = ("lstm", "gru", "rnn", "default", "sample")
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+               "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="Workloads: lstm, gru, rnn = train H 256, 2 layers, embed 64, B 32, T 64, "
+                                        "Adam, clip 5; default = the CLI's default config (config.ModelConfig() "
+                                        "and TrainConfig()); sample = batch-1 sampling, LSTM H 256, 2 layers.")
+    ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="UTF-8 text to train on (default: %(default)s)")
+    ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads for both sides (default: 2)")
+    ap.add_argument("--repeats", type=int, default=5, help="timed rounds per side and workload (default: 5)")
+    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per timed round (default: 6)")
+    ap.add_argument("--chars", type=int, default=400, help="characters sampled per timed round (default: 400)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed rounds per side before timing (default: 2)")
+    ap.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS), metavar="WORKLOAD",
+                    help=f"run only these workloads, from {', '.join(WORKLOADS)}")
+    ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
+    ap.add_argument("--seed", type=int, default=0, help="seed for weights and draws (default: 0)")
+    return ap.parse_args(argv)
+
+
+def set_threads(n: int) -> None:
+    """BLAS reads its thread count when it is loaded, so this must run before numpy is imported."""
+    if "numpy" in sys.modules:
+        raise RuntimeError("set_threads must run before numpy is imported")
+    for var in THREAD_VARS:
+        os.environ[var] = str(n)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Workloads. A runner has `name`, `unit` ("train" or "sample") and `run(n) -> chars processed`.
+
+
+def model_and_train_config(name: str, vocab_size: int):
+    from charrnn.config import ModelConfig, TrainConfig
+
+    if name == "default":
+        return ModelConfig(vocab_size=vocab_size), TrainConfig()
+    cell = "lstm" if name == "sample" else name
+    mc = ModelConfig(cell=cell, vocab_size=vocab_size, embed=64, hidden=256, layers=2, dropout=0.0)
+    return mc, TrainConfig(batch=32, seq=64, lr=2e-3, optimizer="adam", clip=5.0)
+
+
+class CharrnnTrain:
+    """Exactly the trainer's step: model.loss_and_grads, optim.clip_grad_norm, optimizer.step, state carried."""
+
+    def __init__(self, mc, tc, train_ids, seed: int):
+        import numpy as np
+
+        from charrnn import data, model, optim
+
+        self.np, self.data, self.model, self.optim = np, data, model, optim
+        self.mc, self.tc, self.dtype = mc, tc, np.dtype(tc.dtype)
+        self.streams = data.streams(train_ids, tc.batch)  # (B,S)
+        self.per_epoch = data.batches_per_epoch(self.streams, tc.seq)
+        self.rng = np.random.default_rng(seed)
+        self.params = model.init_params(mc, self.rng, self.dtype)
+        self.opt = optim.make_optimizer(tc.optimizer, self.params, tc.momentum, tc.weight_decay)
+        self.state = model.init_state(mc, tc.batch, self.dtype)
+        self.cursor = 0
+
+    def run(self, n: int) -> int:
+        tc, chars = self.tc, 0
+        dropout_rng = self.rng if self.mc.dropout > 0 else None
+        for _ in range(n):
+            x, y = self.data.get_batch(self.streams, self.cursor, tc.seq)
+            loss, grads, self.state = self.model.loss_and_grads(self.params, self.mc, x, y, self.state, dropout_rng)
+            self.optim.clip_grad_norm(grads, tc.clip)
+            self.opt.step(self.params, grads, tc.lr)
+            chars += x.size
+            self.cursor += 1
+            if self.cursor == self.per_epoch:
+                self.cursor, self.state = 0, self.model.init_state(self.mc, tc.batch, self.dtype)
+        return chars
+
+
+class CharrnnSample:
+    """Batch-1 sampling with the carried state: charrnn.sample.generate when it exists, else model.forward(T=1)."""
+
+    def __init__(self, mc, vocab, seed: int):
+        import numpy as np
+
+        from charrnn import model
+
+        self.np, self.model, self.mc, self.vocab = np, model, mc, vocab
+        self.rng = np.random.default_rng(seed)
+        self.params = model.init_params(mc, self.rng, np.float32)
+        self.generator = self._generator()
+        self.how = "sample.generate" if self.generator is not None else "model.forward (T=1) + draw"
+        self.state = model.init_state(mc, 1, np.float32)
+        self.ids = np.zeros((1, 1), dtype=np.int64)  # (N=1,T=1) the last character
+
+    def _generator(self):
+        try:
+            from charrnn import sample
+        except ImportError:
+            return None
+        return getattr(sample, "generate", None) and None  # switched on once sample.generate's API is known
+
+    def run(self, n: int) -> int:
+        np, model, params, mc = self.np, self.model, self.params, self.mc
+        for _ in range(n):
+            logits, self.state, _ = model.forward(params, mc, self.ids, self.state)
+            z = logits[0, 0]  # (V,)
+            p = np.exp(z - z.max())  # (V,) unnormalised softmax at temperature 1
+            cdf = np.cumsum(p)  # (V,)
+            self.ids[0, 0] = min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), len(cdf) - 1)
+        return n
+
+
+def torch_net(torch, mc):
+    cls = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[mc.cell]
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embedding = torch.nn.Embedding(mc.vocab_size, mc.embed)
+            self.rnn = cls(mc.embed, mc.hidden, num_layers=mc.layers, batch_first=True, dropout=mc.dropout)
+            self.drop = torch.nn.Dropout(mc.dropout)
+            self.decoder = torch.nn.Linear(mc.hidden, mc.vocab_size)
+
+        def forward(self, ids, state):
+            out, state = self.rnn(self.embedding(ids), state)
+            return self.decoder(self.drop(out)), state
+
+    return Net()
+
+
+def detach(state):
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
+class TorchTrain:
+    """The PyTorch script users would write: Embedding -> RNN -> Linear, Adam, clip_grad_norm_, detached state."""
+
+    def __init__(self, torch, mc, tc, train_ids, seed: int):
+        import numpy as np
+
+        from charrnn import data
+
+        torch.manual_seed(seed)
+        self.torch, self.mc, self.tc = torch, mc, tc
+        self.net = torch_net(torch, mc).train()
+        opt = {"adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop, "adagrad": torch.optim.Adagrad,
+               "sgd": torch.optim.SGD}[tc.optimizer]
+        extra = {"momentum": tc.momentum} if tc.optimizer in ("sgd", "rmsprop") else {}
+        self.opt = opt(self.net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, **extra)
+        streams = data.streams(train_ids, tc.batch)  # (B,S)
+        self.streams = torch.from_numpy(streams.astype(np.int64))
+        self.per_epoch = data.batches_per_epoch(streams, tc.seq)
+        self.cursor, self.state = 0, self._zero_state()
+
+    def _zero_state(self):
+        h = self.torch.zeros(self.mc.layers, self.tc.batch, self.mc.hidden)
+        return (h, h.clone()) if self.mc.cell == "lstm" else h
+
+    def run(self, n: int) -> int:
+        torch, tc, V, chars = self.torch, self.tc, self.mc.vocab_size, 0
+        for _ in range(n):
+            start = self.cursor * tc.seq
+            x = self.streams[:, start : start + tc.seq]
+            y = self.streams[:, start + 1 : start + tc.seq + 1]
+            logits, state = self.net(x, self.state)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, V), y.reshape(-1))
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), tc.clip)
+            self.opt.step()
+            self.state = detach(state)
+            chars += x.numel()
+            self.cursor += 1
+            if self.cursor == self.per_epoch:
+                self.cursor, self.state = 0, self._zero_state()
+        return chars
+
+
+class TorchSample:
+    """Batch 1, one character at a time: embedding -> rnn step -> decoder -> softmax -> multinomial."""
+
+    def __init__(self, torch, mc, seed: int):
+        torch.manual_seed(seed)
+        self.torch, self.net = torch, torch_net(torch, mc).eval()
+        self.gen = torch.Generator().manual_seed(seed)
+        h = torch.zeros(mc.layers, 1, mc.hidden)
+        self.state = (h, h.clone()) if mc.cell == "lstm" else h
+        self.ids = torch.zeros((1, 1), dtype=torch.long)
+
+    def run(self, n: int) -> int:
+        torch, net = self.torch, self.net
+        with torch.inference_mode():
+            for _ in range(n):
+                logits, self.state = net(self.ids, self.state)  # (1,1,V)
+                p = torch.softmax(logits[0, -1] / 1.0, dim=-1)  # temperature 1
+                self.ids = torch.multinomial(p, 1, generator=self.gen).view(1, 1)
+        return n
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def measure(runners: list, n: int, repeats: int, warmup: int) -> list[list[float]]:
+    """chars/s per runner: `warmup` untimed rounds each, then `repeats` timed rounds, interleaved, order alternating."""
+    for _ in range(warmup):
+        for r in runners:
+            r.run(n)
+    rates = [[] for _ in runners]
+    for k in range(repeats):
+        order = range(len(runners)) if k % 2 == 0 else reversed(range(len(runners)))
+        for i in order:
+            t0 = time.perf_counter()
+            chars = runners[i].run(n)
+            rates[i].append(chars / (time.perf_counter() - t0))
+    return rates
+
+
+def fmt(rates: list[float]) -> str:
+    return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}–{max(rates):,.0f})"
+
+
+def describe(name: str, mc, tc) -> str:
+    what = f"{mc.cell.upper()} H{mc.hidden} L{mc.layers} D{mc.embed}"
+    if name == "sample":
+        return f"sample, batch 1: {what}"
+    label = "train, default config" if name == "default" else "train"
+    return f"{label}: {what} B{tc.batch} T{tc.seq} {tc.optimizer} clip {tc.clip:g}"
+
+
+def machine(np, torch, threads: int) -> list[str]:
+    cpu = platform.processor() or "?"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = "?"
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{cfg['name']} {cfg.get('version', '')}".strip()
+    except Exception:  # the layout of show_config differs across numpy versions
+        pass
+    lines = [f"CPU: {cpu}, {os.cpu_count()} cores; threads: {threads}",
+             f"Python {platform.python_version()}, numpy {np.__version__} ({blas})"]
+    lines.append(f"torch {torch.__version__}" if torch else "torch: not installed (charrnn measured alone)")
+    return lines
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    set_threads(args.threads)
+    sys.path.insert(0, str(ROOT))
+    import numpy as np
+
+    from charrnn import data
+
+    torch = None
+    if not args.no_torch:
+        try:
+            import torch
+        except ImportError:
+            print("torch is not installed (pip install -e '.[bench]'): measuring charrnn alone", file=sys.stderr)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+
+    text = args.corpus.read_text(encoding="utf-8")
+    vocab = data.Vocab.from_text(text)
+    ids = vocab.encode(text)
+    print("\n".join(machine(np, torch, args.threads)))
+    print(f"corpus: {args.corpus} ({len(ids):,} chars, V {len(vocab)}); {args.repeats} rounds of "
+          f"{args.steps} steps / {args.chars} chars per side; median (min–max) chars/s\n")
+    print("| workload | charrnn chars/s | torch chars/s | charrnn / torch |")
+    print("|---|---:|---:|---:|")
+    for name in args.only:
+        mc, tc = model_and_train_config(name, len(vocab))
+        train_ids, _ = data.split(ids, tc.val_frac)
+        if name == "sample":
+            ours = CharrnnSample(mc, vocab, args.seed)
+            runners = [ours] + ([TorchSample(torch, mc, args.seed)] if torch else [])
+            n = args.chars
+        else:
+            runners = [CharrnnTrain(mc, tc, train_ids, args.seed)]
+            runners += [TorchTrain(torch, mc, tc, train_ids, args.seed)] if torch else []
+            n = args.steps
+        rates = measure(runners, n, args.repeats, args.warmup)
+        theirs = fmt(rates[1]) if torch else "–"
+        ratio = f"{statistics.median(rates[0]) / statistics.median(rates[1]):.2f}" if torch else "–"
+        print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
+    if "sample" in args.only:
+        print(f"\ncharrnn sampling runs {ours.how}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
