@@ -1,1 +1,123 @@
-"""`charrnn sample` (being written)."""
+"""`charrnn sample`: text from a model, streamed to stdout character by character as it is generated.
+
+Stdout carries only the text (flushed after every character: a write costs about a microsecond, a model step
+about a hundred); notes go to stderr. A closed pipe (`| head`) ends the command quietly with exit 0.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+from typing import Iterable
+
+import typer
+
+from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, quiet_stdout, read_text, say, unescape
+from charrnn.config import SampleConfig
+
+D = SampleConfig()
+ESCAPES = "Understands the escapes \\n, \\t and \\\\."
+BEAM_HELP = (
+    "Beam search of width W (0 = off): the most likely continuation it finds, by total log-probability under the "
+    "model's raw probabilities; deterministic, printed when the search ends. --temperature, --top-k, --top-p and "
+    "--seed do not apply to it (a note on stderr says so when they are given). With --stop, a beam that has "
+    "generated STR is finished and set aside, and the result is the highest total log-probability among the "
+    "finished and the full-length beams, so a short finished text can win; the search ends early once no "
+    "unfinished beam can beat the best finished one (log-probabilities only decrease)."
+)
+
+
+def _top_p(value: float) -> float:
+    if not 0.0 < value <= 1.0:
+        raise typer.BadParameter(f"{value} is not in (0, 1]; 1 turns top-p off")
+    return value
+
+
+@app.command()
+def sample(
+    ctx: typer.Context,
+    checkpoint: Path = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
+    prefix: str = typer.Option(
+        "", "--prefix", metavar="TEXT", show_default=False,
+        help=f"Text to condition on; - reads it from stdin, as is. Each sample is the prefix, then the "
+             f"continuation. Empty (the default): the text starts as if after a line break. {ESCAPES}"),
+    length: int = typer.Option(D.length, "-n", "--length", metavar="N", min=0,
+                               help="Characters to generate after the prefix, per sample."),
+    temperature: float = typer.Option(
+        D.temperature, "-t", "--temperature", metavar="T", min=0.0,
+        help="Divides the logits: below 1 safer, above 1 wilder; 0 means argmax (deterministic)."),
+    top_k: int = typer.Option(D.top_k, "--top-k", metavar="K", min=0,
+                              help="Then keep only the K most likely characters (0 = off)."),
+    top_p: float = typer.Option(
+        D.top_p, "--top-p", metavar="P", callback=_top_p,
+        help="Then keep the smallest set of most likely characters whose mass is >= P (1 = off); renormalise "
+             "and draw."),
+    seed: int | None = typer.Option(None, "--seed", metavar="S", min=0, show_default=False,
+                                    help="Same seed, same bytes out. Without it every run differs."),
+    stop: str | None = typer.Option(
+        None, "--stop", metavar="STR", show_default=False,
+        help=f"End a sample once the continuation has generated STR (STR is printed). {ESCAPES}"),
+    num_samples: int = typer.Option(D.num_samples, "--num-samples", metavar="K", min=1,
+                                    help="K samples, each starting again from the prefix."),
+    sep: str = typer.Option(
+        D.sep, "--sep", metavar="STR", show_default="an empty line",
+        help=f"Written between samples; a sample that does not end with a newline gets one first. {ESCAPES}"),
+    beam: int = typer.Option(D.beam, "--beam", metavar="W", min=0, help=BEAM_HELP),
+) -> None:
+    """Generate text from a model and stream it to stdout: only the text, as it is generated."""
+    ckpt = open_checkpoint(checkpoint)
+    text = read_text("-") if prefix == "-" else unescape(prefix)
+    import numpy as np
+
+    from charrnn.sample import UnknownCharacters, as_vocab, generate
+
+    cfg = SampleConfig(length, temperature, top_k, top_p, seed, unescape(stop) if stop else None, num_samples,
+                       unescape(sep), beam)
+    vocab = as_vocab(ckpt.vocab)
+    _notes(ctx, cfg, vocab)
+    rng = np.random.default_rng(seed if seed is not None else np.random.SeedSequence().entropy)
+    try:
+        first = generate(ckpt.params, ckpt.model_config, vocab, text, cfg, rng)
+    except UnknownCharacters as e:
+        fail(f"{e}; use a prefix in the model's alphabet (`charrnn info` describes the model)")
+    if beam:  # deterministic: search once, print it num_samples times
+        samples: Iterable = ["".join(first)] * num_samples
+    else:
+        rest = (generate(ckpt.params, ckpt.model_config, vocab, text, cfg, rng) for _ in range(num_samples - 1))
+        samples = itertools.chain([first], rest)
+    try:
+        _write(samples, text, cfg.sep)
+    except BrokenPipeError:  # the reader is gone (`| head`): that is a normal end
+        quiet_stdout()
+
+
+def _notes(ctx: typer.Context, cfg: SampleConfig, vocab) -> None:
+    """One-line notes on stderr for options that cannot take effect."""
+    if cfg.beam:
+        given = [f"--{name.replace('_', '-')}" for name in ("temperature", "top_k", "top_p", "seed")
+                 if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"]
+        if given:
+            say(f"charrnn: note: --beam uses the model's raw probabilities; ignoring {', '.join(given)}")
+        if cfg.num_samples > 1:
+            say(f"charrnn: note: beam search is deterministic: the {cfg.num_samples} samples are identical")
+    missing = vocab.missing(cfg.stop or "")
+    if missing:
+        say(f"charrnn: note: the model never generates {''.join(missing)!r}, so --stop {cfg.stop!r} cannot end "
+            f"a sample")
+
+
+def _write(samples: Iterable[Iterable[str]], prefix: str, sep: str) -> None:
+    """Each sample as prefix + continuation + a newline if it lacks one, `sep` between; flushed every character."""
+    sys.stdout.flush()
+    out = sys.stdout.buffer
+    for i, chars in enumerate(samples):
+        out.write(((sep if i else "") + prefix).encode())
+        last = prefix[-1:]
+        for ch in chars:
+            out.write(ch.encode())
+            out.flush()
+            last = ch
+        if last != "\n":
+            out.write(b"\n")
+        out.flush()
