@@ -165,7 +165,7 @@ def test_missing_default_checkpoint_says_how_to_train(tmp_path, monkeypatch):
 
 
 def test_unknown_prefix_characters_exit_1_naming_them(ckpt_path):
-    result = cli(ckpt_path, "--prefix", "hello QZ")
+    result = cli(ckpt_path, "--prefix", "hello QZ", "--stop", "Q", "--beam", "2", "-t", "0")  # no notes first
     assert result.exit_code == 1 and result.stdout == ""
     assert "'Q', 'Z'" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 

@@ -75,12 +75,12 @@ def sample(
     cfg = SampleConfig(length, temperature, top_k, top_p, seed, unescape(stop) if stop else None, num_samples,
                        unescape(sep), beam)
     vocab = as_vocab(ckpt.vocab)
-    _notes(ctx, cfg, vocab)
     rng = np.random.default_rng(seed if seed is not None else np.random.SeedSequence().entropy)
     try:
         first = generate(ckpt.params, ckpt.model_config, vocab, text, cfg, rng)
     except UnknownCharacters as e:
         fail(f"{e}; use a prefix in the model's alphabet (`charrnn info` describes the model)")
+    _notes(ctx, cfg, vocab)
     if beam:  # deterministic: search once, print it num_samples times
         samples: Iterable = ["".join(first)] * num_samples
     else:
