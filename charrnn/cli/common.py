@@ -39,6 +39,19 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _text_source(value: str) -> str:
+    """Parse-time check of a text argument: '-' (stdin), or a path that exists and is not a directory (else exit 2)."""
+    if value != "-" and (not os.path.exists(value) or os.path.isdir(value)):
+        what = "is a directory" if os.path.isdir(value) else "does not exist"
+        raise typer.BadParameter(f"{value!r} {what}; give a text file, or - to read stdin")
+    return value
+
+
+def text_argument(help: str):
+    """A TEXT argument: a path or '-' for stdin. A plain str: Typer's Path(allow_dash=True) rejects '-' in 0.29."""
+    return typer.Argument(..., callback=_text_source, help=help)
+
+
 def read_text(source: str) -> str:
     """The UTF-8 text of a path, or of stdin when source is '-'; fails with the byte offset of bad UTF-8."""
     name = "stdin" if source == "-" else source

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, read_text
+from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, read_text, text_argument
 
 
 @app.command("eval")
 def evaluate(
-    text: Path = typer.Argument(..., exists=True, dir_okay=False, allow_dash=True,
-                                help="UTF-8 text to score: a path, or - for stdin."),
+    text: str = text_argument("UTF-8 text to score: a path, or - for stdin."),
     checkpoint: Path = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     batch: int = typer.Option(32, "--batch", min=1, help="Contiguous streams, each with its own carried state "
@@ -21,7 +20,7 @@ def evaluate(
 ) -> None:
     """Score TEXT with a model: mean loss in nats/char, bits/char, perplexity, characters scored, streams."""
     ckpt = open_checkpoint(checkpoint)
-    source = read_text(str(text))
+    source = read_text(text)
     from charrnn.data import Vocab
     from charrnn.train import evaluate as score
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, fail, parse_duration, read_text, say, set_threads
+from charrnn.cli.common import app, fail, parse_duration, read_text, say, set_threads, text_argument
 from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_STEPS, DTYPE_NAMES, OPTIMIZER_NAMES,
                             SCHEDULE_NAMES, ModelConfig, TrainConfig)
 
@@ -161,8 +161,7 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
 
 @app.command()
 def train(
-    corpus: Path = typer.Argument(..., exists=True, dir_okay=False, allow_dash=True,
-                                  help="UTF-8 text to learn from: a path, or - for stdin."),
+    corpus: str = text_argument("UTF-8 text to learn from: a path, or - for stdin."),
     out: Path = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
                              "are created. An existing file is never overwritten without --resume or --force."),
     force: bool = typer.Option(False, "--force", help="Start a new run over an existing --out (replaced "
@@ -220,8 +219,8 @@ def train(
     if out.exists() and out.is_dir():
         fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
     set_threads(threads)
-    text = read_text(str(corpus))
+    text = read_text(corpus)
     if not text:
-        fail(f"{'stdin' if str(corpus) == '-' else corpus} is empty: there is nothing to learn")
+        fail(f"{'stdin' if corpus == '-' else corpus} is empty: there is nothing to learn")
     mc, tc, vocab, ckpt = _merge(given, out, resume, text)
     _train(mc, tc, vocab, text, ckpt, out)
