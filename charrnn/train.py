@@ -23,8 +23,13 @@ from charrnn.config import DEFAULT_STEPS, ModelConfig, TrainConfig
 from charrnn.optim import clip_grad_norm, learning_rate, make_optimizer
 
 
+# nats/char: no model that learns gets here (uniform guessing over all of Unicode is 13.9); a finite loss this
+# large means the weights blew up (e.g. --lr 1e30 saturates every gate, so the loss never becomes NaN).
+LOSS_CEILING = 1e3
+
+
 class Diverged(RuntimeError):
-    """The loss or gradient became non-finite; the run's in-memory state is the last good one."""
+    """The loss or gradient became non-finite or the loss exceeded LOSS_CEILING; this step was not applied."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +199,7 @@ class Run:
             dropout_rng = self.rng if self.mc.dropout > 0 else None
             loss, grads, state = model.loss_and_grads(self.params, self.mc, x, y, self.state, dropout_rng)
             norm = clip_grad_norm(grads, tc.clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)):
+            if not (math.isfinite(loss) and math.isfinite(norm)) or loss > LOSS_CEILING:
                 raise Diverged(f"training diverged at step {meta['step'] + 1} (loss {loss:.4g}, gradient norm "
                                f"{norm:.4g}); lower --lr (now {tc.lr:g}) or clip gradients with --clip")
             self.optimizer.step(self.params, grads, lr)
