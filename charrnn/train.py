@@ -68,11 +68,14 @@ def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = 32, se
 
 
 def fit_batch(n_chars: int, batch: int, seq: int) -> int:
-    """The batch size to use: `batch`, shrunk so every stream holds at least one batch of `seq` steps."""
+    """The batch size to use: `batch`, shrunk so every stream holds at least one batch of `seq` steps.
+
+    A stream of S characters gives (S - 1) // seq batches (the targets need one character more), so S >= seq + 1.
+    """
     if n_chars < seq + 1:
         raise ValueError(f"the training text has {n_chars} characters, fewer than one sequence of --seq {seq} "
                          f"needs ({seq + 1}); use a longer corpus or a smaller --seq")
-    return max(1, min(batch, (n_chars - 1) // seq))
+    return max(1, min(batch, n_chars // (seq + 1)))
 
 
 @dataclass(frozen=True)
