@@ -26,7 +26,8 @@ class Progress:
     """Shows each `Step`; call close() at the end."""
 
     def __init__(self, total_steps: int | None, first_step: int, max_time: float | None):
-        self.total, self.max_time, self.last_line, self.val = total_steps, max_time, 0.0, None
+        self.total, self.first, self.max_time = total_steps, first_step, max_time
+        self.last_line, self.val = 0.0, None
         self.bar = None
         if sys.stderr.isatty():
             from tqdm import tqdm
@@ -36,7 +37,7 @@ class Progress:
 
     def _eta(self, step) -> str:
         if self.total and step.step:
-            done = max(step.step - (self.bar.initial if self.bar else 0), 1)
+            done = max(step.step - self.first, 1)  # steps made in this invocation, which `elapsed` covers
             remaining = step.elapsed / done * (self.total - step.step)
         elif self.max_time:
             remaining = self.max_time - step.elapsed
