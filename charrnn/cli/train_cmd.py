@@ -67,17 +67,28 @@ def _merge(given: dict, out: Path, resume: bool, text: str):
         ckpt = load(out)
     except CheckpointError as e:
         fail(str(e))
-    stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
-    for name, value in given.items():
-        if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
-            flag = "--" + name.replace("_", "-")
-            fail(f"{flag} {value} conflicts with the run in {out} ({flag} {stored[name]}); drop it to resume, "
-                 f"or start a new run with --force")
     if ckpt.meta.get("corpus_sha256") != _hash(text):
         fail(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); resume with the "
              f"same corpus, or start a new run with --force")
+    stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
+    for name, value in given.items():
+        if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
+            if name == "batch" and _fitted_batch(value, len(text), ckpt.train_config) == stored[name]:
+                continue  # the same command line again: a short corpus shrank --batch the same way
+            flag = "--" + name.replace("_", "-")
+            fail(f"{flag} {value} conflicts with the run in {out} ({flag} {stored[name]}); drop it to resume, "
+                 f"or start a new run with --force")
     train_given = {k: v for k, v in train_given.items() if k not in FIXED_ON_RESUME}
     return ckpt.model_config, dataclasses.replace(ckpt.train_config, **train_given), ckpt.vocab, ckpt
+
+
+def _fitted_batch(batch: int, n_chars: int, tc: TrainConfig) -> int:
+    """The batch a run of `tc` on a corpus of n_chars characters would use for --batch `batch`."""
+    from charrnn.data import split
+    from charrnn.train import fit_batch
+
+    n_val = len(split(range(n_chars), tc.val_frac)[1])
+    return fit_batch(n_chars - n_val, batch, tc.seq)
 
 
 def _hash(text: str) -> str:
@@ -110,9 +121,12 @@ def _save(run, out: Path) -> None:
         fail(f"could not write {out}: {e}")
 
 
-def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
+def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
     """Run the training loop: show progress, save on validation, periodically, at the end and on Ctrl-C."""
+    import shlex
     import time
+
+    import numpy as np
 
     from charrnn.cli.progress import Progress, _bits, _duration, summary
     from charrnn.data import Vocab
@@ -128,13 +142,15 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
     first, saved, last = run.meta["step"], time.monotonic(), None
     progress, interrupt = Progress(run.total_steps, first, run.tc.max_time), _Interrupt()
     try:
-        for last in run.steps():
-            progress.update(last)
-            if interrupt.requested:
-                break
-            if last.val_loss is not None or last.stop or time.monotonic() - saved >= run.tc.checkpoint_every:
-                _save(run, out)
-                saved = time.monotonic()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported as such
+            for last in run.steps():
+                progress.update(last)
+                if interrupt.requested:
+                    break
+                due = time.monotonic() - saved >= run.tc.checkpoint_every
+                if last.val_loss is not None or last.stop or due:
+                    _save(run, out)
+                    saved = time.monotonic()
     except Diverged as e:
         progress.close()
         kept = f"; the last good checkpoint {out} is untouched" if out.exists() else ""
@@ -142,6 +158,9 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
     finally:
         progress.close()
         interrupt.restore()
+    if last is None and not interrupt.requested:
+        say(f"nothing to train: the run in {out} is already at step {run.meta['step']}, its bound; pass a larger "
+            f"--steps or --epochs to continue it")
     if interrupt.requested or last is None or not last.stop:
         _save(run, out)
     m = run.meta
@@ -154,7 +173,8 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path) -> None:
              ("seed", str(run.tc.seed)),
              ("stopped by", "Ctrl-C" if interrupt.requested else reason.get(last.stop if last else "", "-"))])
     if interrupt.requested:
-        say(f"saved a resumable checkpoint to {out}; continue with: charrnn train CORPUS -o {out} --resume")
+        again = f"charrnn train {shlex.quote(corpus)} -o {shlex.quote(str(out))} --resume"
+        say(f"saved a resumable checkpoint to {out}; continue with: {again}")
         raise typer.Exit(130)
     print(out, flush=True)
 
@@ -214,13 +234,13 @@ def train(
                 raise typer.BadParameter(str(e), param_hint="--" + name.replace("_", "-"))
     if force and resume:
         fail("--force starts a new run and --resume continues one; give only one of them")
+    if out.is_dir():
+        fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
     if out.exists() and not (force or resume):
         fail(f"{out} already exists; it holds a {RUN_HINT}")
-    if out.exists() and out.is_dir():
-        fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
     set_threads(threads)
     text = read_text(corpus)
     if not text:
         fail(f"{'stdin' if corpus == '-' else corpus} is empty: there is nothing to learn")
     mc, tc, vocab, ckpt = _merge(given, out, resume, text)
-    _train(mc, tc, vocab, text, ckpt, out)
+    _train(mc, tc, vocab, text, ckpt, out, corpus)
