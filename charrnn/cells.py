@@ -7,11 +7,15 @@ Parameters follow PyTorch's names and layouts (`weight_ih` (G·H,D), `weight_hh`
 (G·H,)), gate order LSTM i, f, g, o and GRU r, z, n with r applied to (W_hn h + b_hn), so checkpoints interoperate
 with `nn.RNN/LSTM/GRU`. A state is a tuple: (h,) for rnn and gru, (h, c) for lstm, each (N,H).
 
-Speed is designed in: only the recurrence runs inside the time loop. The input projection of all T steps is one
-GEMM before it; the weight gradients are one GEMM each after it; elementwise work writes into preallocated
-whole-sequence arrays with `out=`, so the loop allocates nothing. The sigmoid is computed as 1 / (1 + exp(-a))
-because numpy's exp is much cheaper than its tanh, and tanh(a) = 2·σ(2a) − 1 lets the LSTM's g gate share the one
-exp pass of its sigmoid gates. Backward recomputes nothing: the cache holds each gate after its nonlinearity.
+Speed is designed in (measurements in BENCHMARKS.md): only the recurrence runs inside the time loop. The input
+projection of all T steps is one GEMM before it; the weight gradients are one GEMM each after it; elementwise work
+writes into preallocated whole-sequence arrays with `out=`, so the loop allocates nothing. The recurrent GEMM
+multiplies by a C-contiguous copy of W_hh.T made once per call: OpenBLAS runs h @ W.T about 25% slower when W.T
+is a transposed view. All gates share ONE tanh pass: σ(a) = (1 + tanh(a/2)) / 2, so the sigmoid gates' rows of
+the weights and biases are halved in those per-call copies (see `_gate_weights`) and the sigmoid gates are fixed up
+with one multiply-add; numpy's float32 tanh is cheaper here than the exp, add and reciprocal of 1 / (1 + exp(-a)),
+and it saturates to exactly ±1 without overflow. Backward recomputes nothing: the cache holds each gate after its
+nonlinearity.
 """
 
 from __future__ import annotations
@@ -28,12 +32,26 @@ def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float
     return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
 
 
-def _sigmoid_(a: np.ndarray, neg_scale: np.ndarray | float = -1.0) -> None:
-    """In place: a <- 1 / (1 + exp(neg_scale * a)); neg_scale -2 on a block gives σ(2a) there (for tanh)."""
-    np.multiply(a, neg_scale, out=a)
-    np.exp(a, out=a)  # overflow to inf is fine: 1 / (1 + inf) = 0 exactly
-    a += 1.0
-    np.reciprocal(a, out=a)
+def _gate_weights(p: dict, half: slice | None, GH: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-call copies for the forward pass: (W_ih (G·H,D), W_hh.T (H,G·H) C-contiguous, scale (G·H,)).
+
+    `scale` is 1/2 on the sigmoid gates' rows (`half`) and 1 elsewhere; both weight copies are multiplied by it,
+    so the gate pre-activations come out as a/2 for sigmoid gates and a for tanh gates (biases: scale them too).
+    """
+    dtype = p["weight_hh"].dtype
+    scale = np.ones(GH, dtype=dtype)  # (G·H,)
+    if half is not None:
+        scale[half] = 0.5
+    W_ih = p["weight_ih"] * scale[:, None]  # (G·H,D)
+    W_hhT = np.empty(p["weight_hh"].shape[::-1], dtype=dtype)  # (H,G·H) contiguous: the fast GEMM layout
+    np.multiply(p["weight_hh"].T, scale, out=W_hhT)
+    return W_ih, W_hhT, scale
+
+
+def _sigmoid_from_tanh_(u: np.ndarray) -> None:
+    """In place: u = tanh(a/2) becomes σ(a) = 0.5·u + 0.5."""
+    u *= 0.5
+    u += 0.5
 
 
 def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
@@ -86,7 +104,8 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
     hs[0] = h0
     a = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H) pre-activations
     _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=a)
-    W_hhT, hW = p["weight_hh"].T, np.empty((N, H), dtype=x.dtype)
+    W_hhT = np.ascontiguousarray(p["weight_hh"].T)  # (H,H) the fast GEMM layout (module docstring)
+    hW = np.empty((N, H), dtype=x.dtype)  # (N,H)
     for t in range(T):
         np.matmul(hs[t], W_hhT, out=hW)
         a[t] += hW
@@ -134,25 +153,24 @@ def lstm_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tupl
     hs[0], cs[0] = h0, c0
     gates = np.empty((T, N, 4 * H), dtype=x.dtype)  # (T,N,4H) pre-activations, then activations, in place
     tanh_c = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
-    _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=gates)
-    neg_scale = np.full(4 * H, -1.0, dtype=x.dtype)  # (4H,) -1, and -2 on g: one exp pass gives σ(a) and σ(2a_g)
-    neg_scale[2 * H : 3 * H] = -2.0
-    W_hhT = p["weight_hh"].T  # (H,4H)
+    not_g = np.r_[0 : 2 * H, 3 * H : 4 * H]  # i, f, o: the sigmoid gates
+    W_ih, W_hhT, scale = _gate_weights(p, not_g, 4 * H)  # sigmoid rows halved: one tanh pass serves all gates
+    _project(x, W_ih, (p["bias_ih"] + p["bias_hh"]) * scale, out=gates)
+    offset = 1.0 - scale  # (4H,) 0.5 on i, f, o and 0 on g: `tanh * scale + offset` is σ(a) there, tanh(a) on g
     hW, ig = np.empty((N, 4 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
-    with np.errstate(over="ignore"):
-        for t in range(T):
-            a = gates[t]  # (N,4H)
-            np.matmul(hs[t], W_hhT, out=hW)
-            a += hW
-            _sigmoid_(a, neg_scale)
-            i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-            g *= 2.0  # tanh(a_g) = 2σ(2a_g) - 1
-            g -= 1.0
-            np.multiply(f, cs[t], out=cs[t + 1])
-            np.multiply(i, g, out=ig)
-            cs[t + 1] += ig
-            np.tanh(cs[t + 1], out=tanh_c[t])
-            np.multiply(o, tanh_c[t], out=hs[t + 1])
+    for t in range(T):
+        a = gates[t]  # (N,4H) a/2 on i, f, o; a on g
+        np.matmul(hs[t], W_hhT, out=hW)
+        a += hW
+        np.tanh(a, out=a)
+        a *= scale  # whole rows rather than per-gate slices: two contiguous passes instead of strided ones
+        a += offset
+        i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
+        np.multiply(f, cs[t], out=cs[t + 1])
+        np.multiply(i, g, out=ig)
+        cs[t + 1] += ig
+        np.tanh(cs[t + 1], out=tanh_c[t])
+        np.multiply(o, tanh_c[t], out=hs[t + 1])
     cache = LSTMCache(x, hs, cs, gates, tanh_c, p["weight_ih"], p["weight_hh"])
     return hs[1:], (hs[T], cs[T]), cache
 
@@ -211,27 +229,28 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
     H = h0.shape[1]
     hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
     hs[0] = h0
+    W_ih, W_hhT, scale = _gate_weights(p, slice(0, 2 * H), 3 * H)  # r, z rows halved: σ(a) = (1 + tanh(a/2)) / 2
     bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
     bias[: 2 * H] += p["bias_hh"][: 2 * H]
-    xa = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) input part of r, z, n
-    _project(x, p["weight_ih"], bias, out=xa)
+    xa = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) input part of r, z (halved) and n
+    _project(x, W_ih, bias * scale, out=xa)
     gates = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) r, z, n
     ghn = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
-    W_hhT, b_hn = p["weight_hh"].T, p["bias_hh"][2 * H :]  # (H,3H), (H,)
+    b_hn = p["bias_hh"][2 * H :]  # (H,)
     gh, tmp = np.empty((N, 3 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
-    with np.errstate(over="ignore"):
-        for t in range(T):
-            np.matmul(hs[t], W_hhT, out=gh)
-            rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
-            np.add(xa[t, :, : 2 * H], gh[:, : 2 * H], out=rz)
-            _sigmoid_(rz)
-            np.add(gh[:, 2 * H :], b_hn, out=ghn[t])
-            np.multiply(rz[:, :H], ghn[t], out=n)
-            n += xa[t, :, 2 * H :]
-            np.tanh(n, out=n)
-            np.subtract(hs[t], n, out=tmp)  # h' = n + z ∗ (h - n)
-            tmp *= rz[:, H:]
-            np.add(n, tmp, out=hs[t + 1])
+    for t in range(T):
+        np.matmul(hs[t], W_hhT, out=gh)
+        rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
+        np.add(xa[t, :, : 2 * H], gh[:, : 2 * H], out=rz)
+        np.tanh(rz, out=rz)
+        _sigmoid_from_tanh_(rz)
+        np.add(gh[:, 2 * H :], b_hn, out=ghn[t])
+        np.multiply(rz[:, :H], ghn[t], out=n)
+        n += xa[t, :, 2 * H :]
+        np.tanh(n, out=n)
+        np.subtract(hs[t], n, out=tmp)  # h' = n + z ∗ (h - n)
+        tmp *= rz[:, H:]
+        np.add(n, tmp, out=hs[t + 1])
     return hs[1:], (hs[T],), GRUCache(x, hs, gates, ghn, p["weight_ih"], p["weight_hh"])
 
 
