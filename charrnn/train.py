@@ -192,7 +192,8 @@ class Run:
     def steps(self) -> Iterator[Step]:
         """Train until a bound is reached, yielding after every optimizer step. Raises Diverged."""
         tc, meta = self.tc, self.meta
-        start, before, first_step, window = time.perf_counter(), meta["elapsed"], meta["step"], []
+        start, before, first_step = time.perf_counter(), meta["elapsed"], meta["step"]
+        window = meta.setdefault("window", [])  # training losses since the last history entry, kept across a resume
         if self._stop_reason(0.0):
             return
         while True:
@@ -223,7 +224,7 @@ class Run:
                     if tc.patience is not None and meta["bad_evals"] >= tc.patience:
                         stop = stop or "patience"
                 self._record(window, val, lr)
-                window = []
+                window.clear()
             speed = (meta["step"] - first_step) * x.size / max(elapsed, 1e-9)
             yield Step(step=meta["step"], epoch=meta["epochs_done"] + meta["cursor"] / self.per_epoch, loss=loss,
                        lr=lr, grad_norm=norm, chars_per_sec=speed, elapsed=elapsed, total_steps=self.total_steps,
