@@ -9,17 +9,18 @@ with `nn.RNN/LSTM/GRU`. A state is a tuple: (h,) for rnn and gru, (h, c) for lst
 
 Speed is designed in (measurements in BENCHMARKS.md): only the recurrence runs inside the time loop. The input
 projection of all T steps is one GEMM before it; the weight gradients are one GEMM each after it; elementwise work
-writes into preallocated whole-sequence arrays with `out=`, so the loop allocates nothing. The recurrent GEMM
-multiplies by a C-contiguous copy of W_hh.T made once per call: OpenBLAS runs h @ W.T about 25% slower when W.T
-is a transposed view. All gates share ONE tanh pass: σ(a) = (1 + tanh(a/2)) / 2, so the sigmoid gates' rows of
-the weights and biases are halved in those per-call copies (see `_gate_weights`) and the sigmoid gates are fixed up
-with one multiply-add; numpy's float32 tanh is cheaper here than the exp, add and reciprocal of 1 / (1 + exp(-a)),
-and it saturates to exactly ±1 without overflow. Backward recomputes nothing: the cache holds each gate after its
-nonlinearity.
+writes into preallocated whole-sequence arrays with `out=`, so the loop allocates nothing. For T > 1 the recurrent
+GEMM multiplies by a C-contiguous copy of W_hh.T made once per call: OpenBLAS runs h @ W.T about 25% slower when
+W.T is a transposed view. All gates share ONE tanh pass: σ(a) = (1 + tanh(a/2)) / 2, so the sigmoid gates' rows
+of the weights and biases are halved in those per-call copies (see `_recurrent_weights`; at T = 1 the
+pre-activations are scaled instead) and the sigmoid gates are fixed up with one multiply-add. numpy's float32 tanh
+is cheaper here than the exp, add and reciprocal of 1 / (1 + exp(-a)), and it saturates to exactly ±1 without
+overflow. Backward recomputes nothing: the cache holds each gate after its nonlinearity.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -32,20 +33,34 @@ def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float
     return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
 
 
-def _gate_weights(p: dict, half: slice | None, GH: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-call copies for the forward pass: (W_ih (G·H,D), W_hh.T (H,G·H) C-contiguous, scale (G·H,)).
+@functools.lru_cache(maxsize=None)
+def _gate_scale(cell: str, H: int, dtype: np.dtype) -> np.ndarray:
+    """(G·H,) read-only: 1/2 on the rows of the sigmoid gates (lstm i, f, o; gru r, z), 1 on tanh rows (lstm g, gru n)."""
+    half = {"lstm": [(0, 2 * H), (3 * H, 4 * H)], "gru": [(0, 2 * H)]}[cell]
+    scale = np.ones({"lstm": 4, "gru": 3}[cell] * H, dtype=dtype)
+    for lo, hi in half:
+        scale[lo:hi] = 0.5
+    scale.flags.writeable = False
+    return scale
 
-    `scale` is 1/2 on the sigmoid gates' rows (`half`) and 1 elsewhere; both weight copies are multiplied by it,
-    so the gate pre-activations come out as a/2 for sigmoid gates and a for tanh gates (biases: scale them too).
+
+def _recurrent_weights(p: dict, T: int, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(W_ih (G·H,D), W_hh.T (H,G·H), prescaled) for a forward of T steps.
+
+    For T > 1 these are per-call copies with `scale` folded into the rows, W_hh.T made C-contiguous (the fast GEMM
+    layout), and prescaled is True: the pre-activations come out already halved on sigmoid rows. For T = 1
+    (sampling) copying a megabyte per character would cost more than the step itself, so the parameters' own
+    views are returned, prescaled is False and the caller multiplies the pre-activations by `scale` instead.
     """
-    dtype = p["weight_hh"].dtype
-    scale = np.ones(GH, dtype=dtype)  # (G·H,)
-    if half is not None:
-        scale[half] = 0.5
-    W_ih = p["weight_ih"] * scale[:, None]  # (G·H,D)
-    W_hhT = np.empty(p["weight_hh"].shape[::-1], dtype=dtype)  # (H,G·H) contiguous: the fast GEMM layout
-    np.multiply(p["weight_hh"].T, scale, out=W_hhT)
-    return W_ih, W_hhT, scale
+    W_ih, W_hh = p["weight_ih"], p["weight_hh"]
+    if T == 1:
+        return W_ih, W_hh.T, False
+    W_hhT = np.empty(W_hh.shape[::-1], dtype=W_hh.dtype)  # (H,G·H) C-contiguous
+    if scale is None:
+        np.copyto(W_hhT, W_hh.T)
+        return W_ih, W_hhT, True
+    np.multiply(W_hh.T, scale, out=W_hhT)
+    return W_ih * scale[:, None], W_hhT, True
 
 
 def _sigmoid_from_tanh_(u: np.ndarray) -> None:
@@ -104,7 +119,7 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
     hs[0] = h0
     a = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H) pre-activations
     _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=a)
-    W_hhT = np.ascontiguousarray(p["weight_hh"].T)  # (H,H) the fast GEMM layout (module docstring)
+    _, W_hhT, _ = _recurrent_weights(p, T)  # (H,H)
     hW = np.empty((N, H), dtype=x.dtype)  # (N,H)
     for t in range(T):
         np.matmul(hs[t], W_hhT, out=hW)
@@ -153,16 +168,19 @@ def lstm_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tupl
     hs[0], cs[0] = h0, c0
     gates = np.empty((T, N, 4 * H), dtype=x.dtype)  # (T,N,4H) pre-activations, then activations, in place
     tanh_c = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
-    not_g = np.r_[0 : 2 * H, 3 * H : 4 * H]  # i, f, o: the sigmoid gates
-    W_ih, W_hhT, scale = _gate_weights(p, not_g, 4 * H)  # sigmoid rows halved: one tanh pass serves all gates
-    _project(x, W_ih, (p["bias_ih"] + p["bias_hh"]) * scale, out=gates)
+    scale = _gate_scale("lstm", H, x.dtype)  # (4H,) 1/2 on i, f, o: one tanh pass serves all gates
     offset = 1.0 - scale  # (4H,) 0.5 on i, f, o and 0 on g: `tanh * scale + offset` is σ(a) there, tanh(a) on g
+    W_ih, W_hhT, prescaled = _recurrent_weights(p, T, scale)
+    bias = p["bias_ih"] + p["bias_hh"]  # (4H,)
+    _project(x, W_ih, bias * scale if prescaled else bias, out=gates)
     hW, ig = np.empty((N, 4 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
     for t in range(T):
-        a = gates[t]  # (N,4H) a/2 on i, f, o; a on g
+        a = gates[t]  # (N,4H)
         np.matmul(hs[t], W_hhT, out=hW)
         a += hW
-        np.tanh(a, out=a)
+        if not prescaled:
+            a *= scale
+        np.tanh(a, out=a)  # now tanh(a/2) on i, f, o; tanh(a) on g
         a *= scale  # whole rows rather than per-gate slices: two contiguous passes instead of strided ones
         a += offset
         i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
@@ -229,11 +247,12 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
     H = h0.shape[1]
     hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
     hs[0] = h0
-    W_ih, W_hhT, scale = _gate_weights(p, slice(0, 2 * H), 3 * H)  # r, z rows halved: σ(a) = (1 + tanh(a/2)) / 2
+    scale = _gate_scale("gru", H, x.dtype)  # (3H,) 1/2 on r, z: σ(a) = (1 + tanh(a/2)) / 2
+    W_ih, W_hhT, prescaled = _recurrent_weights(p, T, scale)
     bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
     bias[: 2 * H] += p["bias_hh"][: 2 * H]
     xa = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) input part of r, z (halved) and n
-    _project(x, W_ih, bias * scale, out=xa)
+    _project(x, W_ih, bias * scale if prescaled else bias, out=xa)
     gates = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) r, z, n
     ghn = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
     b_hn = p["bias_hh"][2 * H :]  # (H,)
@@ -242,6 +261,8 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
         np.matmul(hs[t], W_hhT, out=gh)
         rz, n = gates[t, :, : 2 * H], gates[t, :, 2 * H :]
         np.add(xa[t, :, : 2 * H], gh[:, : 2 * H], out=rz)
+        if not prescaled:
+            rz *= 0.5
         np.tanh(rz, out=rz)
         _sigmoid_from_tanh_(rz)
         np.add(gh[:, 2 * H :], b_hn, out=ghn[t])

@@ -105,37 +105,25 @@ class CharrnnTrain:
 
 
 class CharrnnSample:
-    """Batch-1 sampling with the carried state: charrnn.sample.generate when it exists, else model.forward(T=1)."""
+    """Batch-1 sampling as `charrnn sample` does it: one long charrnn.sample.generate stream, temperature 1."""
 
     def __init__(self, mc, vocab, seed: int):
+        import itertools
+
         import numpy as np
 
-        from charrnn import model
+        from charrnn import model, sample
+        from charrnn.config import SampleConfig
 
-        self.np, self.model, self.mc, self.vocab = np, model, mc, vocab
-        self.rng = np.random.default_rng(seed)
-        self.params = model.init_params(mc, self.rng, np.float32)
-        self.generator = self._generator()
-        self.how = "sample.generate" if self.generator is not None else "model.forward (T=1) + draw"
-        self.state = model.init_state(mc, 1, np.float32)
-        self.ids = np.zeros((1, 1), dtype=np.int64)  # (N=1,T=1) the last character
-
-    def _generator(self):
-        try:
-            from charrnn import sample
-        except ImportError:
-            return None
-        return getattr(sample, "generate", None) and None  # switched on once sample.generate's API is known
+        self.islice = itertools.islice
+        rng = np.random.default_rng(seed)
+        params = model.init_params(mc, rng, np.float32)
+        cfg = SampleConfig(length=10**12, temperature=1.0)  # never ends: every round continues the same stream
+        self.chars = sample.generate(params, mc, vocab, "\n", cfg, rng)
+        self.how = "charrnn.sample.generate"
 
     def run(self, n: int) -> int:
-        np, model, params, mc = self.np, self.model, self.params, self.mc
-        for _ in range(n):
-            logits, self.state, _ = model.forward(params, mc, self.ids, self.state)
-            z = logits[0, 0]  # (V,)
-            p = np.exp(z - z.max())  # (V,) unnormalised softmax at temperature 1
-            cdf = np.cumsum(p)  # (V,)
-            self.ids[0, 0] = min(int(np.searchsorted(cdf, self.rng.random() * cdf[-1], side="right")), len(cdf) - 1)
-        return n
+        return sum(1 for _ in self.islice(self.chars, n))
 
 
 def torch_net(torch, mc):
