@@ -34,14 +34,19 @@ def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float
 
 
 @functools.lru_cache(maxsize=None)
-def _gate_scale(cell: str, H: int, dtype: np.dtype) -> np.ndarray:
-    """(G·H,) read-only: 1/2 on the rows of the sigmoid gates (lstm i, f, o; gru r, z), 1 on tanh rows (lstm g, gru n)."""
+def _gate_scale(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), each (G·H,) and read-only, built once per shape (sampling calls forward per character).
+
+    scale is 1/2 on the rows of the sigmoid gates (lstm i, f, o; gru r, z) and 1 on tanh rows (lstm g, gru n);
+    offset = 1 - scale, so `tanh(scale * a) * scale + offset` is σ(a) on sigmoid rows and tanh(a) on tanh rows.
+    """
     half = {"lstm": [(0, 2 * H), (3 * H, 4 * H)], "gru": [(0, 2 * H)]}[cell]
     scale = np.ones({"lstm": 4, "gru": 3}[cell] * H, dtype=dtype)
     for lo, hi in half:
         scale[lo:hi] = 0.5
-    scale.flags.writeable = False
-    return scale
+    offset = 1.0 - scale
+    scale.flags.writeable = offset.flags.writeable = False
+    return scale, offset
 
 
 def _recurrent_weights(p: dict, T: int, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -168,8 +173,7 @@ def lstm_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tupl
     hs[0], cs[0] = h0, c0
     gates = np.empty((T, N, 4 * H), dtype=x.dtype)  # (T,N,4H) pre-activations, then activations, in place
     tanh_c = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
-    scale = _gate_scale("lstm", H, x.dtype)  # (4H,) 1/2 on i, f, o: one tanh pass serves all gates
-    offset = 1.0 - scale  # (4H,) 0.5 on i, f, o and 0 on g: `tanh * scale + offset` is σ(a) there, tanh(a) on g
+    scale, offset = _gate_scale("lstm", H, x.dtype)  # (4H,) each: 1/2 and 1/2 on i, f, o; 1 and 0 on g
     W_ih, W_hhT, prescaled = _recurrent_weights(p, T, scale)
     bias = p["bias_ih"] + p["bias_hh"]  # (4H,)
     _project(x, W_ih, bias * scale if prescaled else bias, out=gates)
@@ -247,7 +251,7 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
     H = h0.shape[1]
     hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
     hs[0] = h0
-    scale = _gate_scale("gru", H, x.dtype)  # (3H,) 1/2 on r, z: σ(a) = (1 + tanh(a/2)) / 2
+    scale, _ = _gate_scale("gru", H, x.dtype)  # (3H,) 1/2 on r, z: σ(a) = (1 + tanh(a/2)) / 2
     W_ih, W_hhT, prescaled = _recurrent_weights(p, T, scale)
     bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
     bias[: 2 * H] += p["bias_hh"][: 2 * H]

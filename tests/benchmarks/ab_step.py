@@ -1,15 +1,17 @@
 """A/B: full training steps (and batch-1 sampling) of the working tree's charrnn against a git revision's (not a test).
 
-    python tests/benchmarks/ab_step.py HEAD~1 --cells lstm gru rnn
+    python tests/benchmarks/ab_step.py HEAD~1 --cells lstm gru rnn sample
 
 Both versions of the package are imported into one process (the old one from `git archive REV`), then timed
-interleaved, A/B then B/A, with the same data and weights; prints the median and range of ms per step.
+interleaved, A/B then B/A, with the same data and weights; prints the median and range of ms per step
+("sample": batch-1 sample.generate with an LSTM, ms per 100 characters).
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import os
 import statistics
 import subprocess
@@ -30,7 +32,14 @@ def load_charrnn(path: Path) -> dict:
         import charrnn.optim  # noqa: F401
         from charrnn import data, model, optim
 
-        return {"data": data, "model": model, "optim": optim}
+        mods = {"data": data, "model": model, "optim": optim}
+        try:
+            from charrnn import sample
+
+            mods["sample"] = sample
+        except ImportError:
+            pass
+        return mods
     finally:
         sys.path.remove(str(path))
         for name in [m for m in sys.modules if m == "charrnn" or m.startswith("charrnn.")]:
@@ -41,19 +50,24 @@ class Trainer:
     def __init__(self, mods, cell, text):
         import numpy as np
 
-        from_ = mods
-        self.m = from_
+        self.m = from_ = mods
         data, model, optim = from_["data"], from_["model"], from_["optim"]
         vocab = data.Vocab.from_text(text)
         self.streams = data.streams(vocab.encode(text), 32)
         from dataclasses import replace
 
-        self.mc = replace(model.ModelConfig(), cell=cell, vocab_size=len(vocab), embed=64, hidden=256, layers=2)
+        self.mc = replace(model.ModelConfig(), cell="lstm" if cell == "sample" else cell, vocab_size=len(vocab), embed=64, hidden=256, layers=2)
         self.params = model.init_params(self.mc, np.random.default_rng(0))
         self.opt = optim.make_optimizer("adam", self.params)
         self.state, self.k = model.init_state(self.mc, 32), 0
+        self.chars = None
+        if cell == "sample":  # batch-1 generate, LSTM: n "steps" are 100 characters
+            cfg = replace(from_["sample"].SampleConfig(), length=10**12, temperature=1.0)
+            self.chars = from_["sample"].generate(self.params, self.mc, vocab, "\n", cfg, np.random.default_rng(0))
 
     def run(self, n):
+        if self.chars is not None:
+            return sum(1 for _ in itertools.islice(self.chars, n * 100))
         data, model, optim = self.m["data"], self.m["model"], self.m["optim"]
         for _ in range(n):
             x, y = data.get_batch(self.streams, self.k % 500, 64)
