@@ -106,7 +106,8 @@ class _Interrupt:
         if self.requested:
             os._exit(130)
         self.requested = True
-        say("\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)")
+        # os.write, not print: the signal may land inside a print to stderr, and print is not reentrant
+        os.write(2, b"\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)\n")
 
     def restore(self):
         signal.signal(signal.SIGINT, self.previous)
