@@ -475,3 +475,67 @@ def test_loss_of_a_trained_model_is_below_ln_v(corpus, tmp_path):
     params = {k: got[k] for k in config.param_shapes(mc)}
     loss = evaluate(params, mc, data.Vocab(got["vocab"]).encode(TEXT)).nats_per_char
     assert loss < math.log(len(got["vocab"])) - 0.3
+
+
+# ------------------------------------------------------------------------------------------ progress and Ctrl-C
+
+
+def a_step(step, elapsed, total=100, **kw):
+    from charrnn.train import Step
+
+    return Step(step=step, epoch=0.5, loss=2.0, lr=0.002, grad_norm=1.0, chars_per_sec=1000.0, elapsed=elapsed,
+                total_steps=total, **kw)
+
+
+def test_plain_progress_lines_and_the_eta_of_a_resumed_run(capsys):
+    from charrnn.cli.progress import Progress
+
+    progress = Progress(100, 90, None)  # resumed at step 90 of 100
+    progress.update(a_step(95, 5.0, val_loss=1.5))  # 5 steps in 5 s: 5 more take 5 s
+    progress.close()
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("step 95/100 ") and "val 1.5000" in line and line.endswith("eta 5s")
+
+
+def test_a_terminal_gets_a_bar(monkeypatch):
+    import io
+
+    from charrnn.cli.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.setattr("sys.stderr", Terminal())
+    progress = Progress(10, 0, None)
+    for k in range(1, 4):
+        progress.update(a_step(k, 0.1 * k, total=10, val_loss=1.25 if k == 2 else None))
+    progress.close()
+    shown = __import__("sys").stderr.getvalue()
+    assert "\r" in shown and "3/10" in shown and "loss 2.000 val 1.250" in shown and "chars/s" in shown
+
+
+def test_the_ctrl_c_handler_survives_a_signal_inside_a_print_to_stderr(monkeypatch, capfd):
+    """print is not reentrant: a handler that printed to stderr raised RuntimeError inside the interrupted print."""
+    import io
+    import signal
+    import sys
+
+    from charrnn.cli import train_cmd
+
+    class Raw(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, b):
+            if not handler.requested:
+                handler(signal.SIGINT, None)  # the signal lands in the middle of this write
+            return len(b)
+
+    monkeypatch.setattr(sys, "stderr", io.TextIOWrapper(io.BufferedWriter(Raw()), line_buffering=True))
+    handler = train_cmd._Interrupt()
+    try:
+        print("step 1/10", file=sys.stderr)
+    finally:
+        handler.restore()
+    assert handler.requested and "interrupted" in capfd.readouterr().err
