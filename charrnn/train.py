@@ -29,7 +29,10 @@ LOSS_CEILING = 1e3
 
 
 class Diverged(RuntimeError):
-    """The loss or gradient became non-finite or the loss exceeded LOSS_CEILING; this step was not applied."""
+    """A loss or the gradient norm became non-finite, or a loss exceeded LOSS_CEILING: do not save this run.
+
+    Raised before the update when the training loss shows it, after it when validation does (the step's update
+    blew the weights up)."""
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,9 @@ class Run:
         """Validation loss (nats/char) of the latest weights; tracks the best weights and patience."""
         loss = evaluate(self.params, self.mc, self.val_ids, self.tc.batch).nats_per_char
         meta = self.meta
+        if not math.isfinite(loss) or loss > LOSS_CEILING:  # caught before the save that follows validation
+            raise Diverged(f"training diverged at step {meta['step']} (validation loss {loss:.4g}); lower --lr "
+                           f"(now {self.tc.lr:g}) or clip gradients with --clip")
         if meta["best_val_loss"] is None or loss < meta["best_val_loss"]:
             meta.update(best_val_loss=loss, best_step=meta["step"], bad_evals=0)
             if self.best is None:

@@ -286,3 +286,11 @@ def test_a_finished_run_resumed_with_the_same_bound_makes_no_step():
     run = run_to_end(make_run(steps=3))
     again = make_run(steps=3, resume=run.checkpoint())
     assert list(again.steps()) == [] and again.meta["step"] == 3
+
+
+def test_a_blow_up_is_caught_by_validation_before_anything_is_saved():
+    """Validation follows the update of its step: a blown-up model must not become the checkpoint's best."""
+    run = make_run(steps=50, lr=1e30, clip=0.0, optimizer="sgd", eval_every=1)
+    with np.errstate(all="ignore"), pytest.raises(Diverged, match=r"at step 1 \(validation loss"):
+        next(run.steps())
+    assert run.best is None and run.meta["best_val_loss"] is None
