@@ -455,8 +455,35 @@ def test_divergence_exits_1_and_keeps_the_previous_checkpoint(corpus, tmp_path):
     before = out.read_bytes()
     result = train(corpus, out, "--resume", "--steps", "50", "--lr", "1e30", "--clip", "0", tiny=False, code=1)
     line = error_line(result, alone=False)
-    assert "diverged" in line and "--lr" in line and "untouched" in line
+    assert "diverged" in line and "--lr" in line and line.endswith(f"{out} is untouched")
     assert out.read_bytes() == before and result.stdout == ""
+
+
+def test_divergence_at_a_validation_step_keeps_the_previous_checkpoint(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    train(corpus, out, "--steps", "3", "--optimizer", "sgd")
+    before = out.read_bytes()
+    result = train(corpus, out, "--resume", "--steps", "50", "--lr", "1e30", "--clip", "0", "--eval-every", "1",
+                   tiny=False, code=1)
+    assert "validation loss" in error_line(result, alone=False) and out.read_bytes() == before
+
+
+def test_divergence_after_a_save_in_this_run_says_which_step_the_file_holds(corpus, tmp_path, monkeypatch):
+    from charrnn.train import Diverged, Run
+
+    steps = Run.steps
+
+    def diverge_after_two(self):
+        for s in steps(self):
+            yield s
+            if s.step == 2:
+                raise Diverged("training diverged at step 3 (loss nan, gradient norm nan); lower --lr")
+
+    monkeypatch.setattr(Run, "steps", diverge_after_two)
+    out = tmp_path / "m.npz"
+    line = error_line(train(corpus, out, "--steps", "9", "--eval-every", "2", code=1), alone=False)
+    assert line.endswith(f"{out} holds this run's last save, at step 2")
+    assert json.loads(str(np.load(out)["meta"][()]))["step"] == 2
 
 
 def test_a_forced_run_that_diverges_leaves_the_old_file(corpus, tmp_path):

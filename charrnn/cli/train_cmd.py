@@ -140,7 +140,7 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
         fail(str(e))
     if run.tc.batch != tc.batch:
         say(f"the corpus is short: using --batch {run.tc.batch} instead of {tc.batch}")
-    first, saved, last = run.meta["step"], time.monotonic(), None
+    first, saved, saved_step, last = run.meta["step"], time.monotonic(), None, None
     progress, interrupt = Progress(run.total_steps, first, run.tc.max_time), _Interrupt()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported as such
@@ -151,10 +151,12 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
                 due = time.monotonic() - saved >= run.tc.checkpoint_every
                 if last.val_loss is not None or last.stop or due:
                     _save(run, out)
-                    saved = time.monotonic()
+                    saved, saved_step = time.monotonic(), last.step
     except Diverged as e:
         progress.close()
-        kept = f"; the last good checkpoint {out} is untouched" if out.exists() else ""
+        kept = f"; {out} is untouched" if out.exists() else ""
+        if saved_step is not None:
+            kept = f"; {out} holds this run's last save, at step {saved_step}"
         fail(f"{e}{kept}")
     finally:
         progress.close()
