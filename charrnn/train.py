@@ -134,15 +134,29 @@ class Run:
         r, meta = ckpt.resume, dict(ckpt.meta)
         if not r:
             raise ValueError("the checkpoint holds no training state to resume (start a new run with --force)")
+        try:
+            self._restore_state(r, meta)
+        except (KeyError, TypeError, ValueError) as e:  # a damaged or foreign file: one line, not a traceback
+            detail = f"no {e}" if isinstance(e, KeyError) else str(e)
+            raise ValueError(f"the checkpoint's training state cannot be resumed ({detail}); start a new run "
+                             f"with --force") from e
+        if meta.get("best_val_loss") is not None:
+            self.best = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
+        self.meta.update(meta)
+
+    def _restore_state(self, r: dict, meta: dict) -> None:
+        """Latest weights, optimizer moments, carried state and RNG from `resume/` arrays and meta (pops "rng")."""
+        saved = {f"params/{k}": p for k, p in self.params.items()}
+        saved |= {f"state/{layer}/{i}": a for layer, s in enumerate(self.state) for i, a in enumerate(s)}
+        for key, a in saved.items():
+            if r[key].shape != a.shape:
+                raise ValueError(f"{key} has shape {r[key].shape}, expected {a.shape}")
         for k, p in self.params.items():
             p[...] = r[f"params/{k}"]
         self.optimizer.load_state_dict({k[len("optim/"):]: v for k, v in r.items() if k.startswith("optim/")})
         self.state = [tuple(r[f"state/{layer}/{i}"].astype(self.dtype) for i in range(len(s)))
                       for layer, s in enumerate(self.state)]
         self.rng.bit_generator.state = meta.pop("rng")
-        if meta.get("best_val_loss") is not None:
-            self.best = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
-        self.meta.update(meta)
 
     def checkpoint(self) -> Checkpoint:
         """Everything to sample from (best weights when validating, else latest) and to resume exactly."""

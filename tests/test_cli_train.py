@@ -378,6 +378,17 @@ def test_resume_of_a_file_that_is_not_a_checkpoint_exits_1(corpus, tmp_path):
     assert out.read_text() == "not a checkpoint"
 
 
+def test_resume_of_a_checkpoint_with_damaged_training_state_exits_1(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    train(corpus, out, "--steps", "2")
+    got = arrays(out)
+    del got["resume/params/decoder.bias"]
+    with open(out, "wb") as f:
+        np.savez(f, **got)
+    line = error_line(train(corpus, out, "--resume", "--steps", "4", tiny=False, code=1))
+    assert "cannot be resumed" in line and "params/decoder.bias" in line and "--force" in line
+
+
 def test_options_not_given_on_resume_come_from_the_checkpoint(corpus, tmp_path):
     out = tmp_path / "m.npz"
     train(corpus, out, "--steps", "2", "--cell", "rnn", "--lr", "0.01", "--optimizer", "rmsprop", "--clip", "1",

@@ -294,3 +294,23 @@ def test_a_blow_up_is_caught_by_validation_before_anything_is_saved():
     with np.errstate(all="ignore"), pytest.raises(Diverged, match=r"at step 1 \(validation loss"):
         next(run.steps())
     assert run.best is None and run.meta["best_val_loss"] is None
+
+
+@pytest.mark.parametrize("damage", ["drop params", "shrink params", "shrink state", "drop rng", "drop optimizer"])
+def test_damaged_training_state_is_a_one_line_value_error(damage):
+    ckpt = run_to_end(make_run(steps=2)).checkpoint()
+    resume, meta = dict(ckpt.resume), dict(ckpt.meta)
+    if damage == "drop params":
+        del resume["params/decoder.bias"]
+    elif damage == "shrink params":
+        resume["params/decoder.bias"] = resume["params/decoder.bias"][:1]  # would broadcast silently
+    elif damage == "shrink state":
+        resume["state/0/0"] = resume["state/0/0"][:1]
+    elif damage == "drop rng":
+        del meta["rng"]
+    else:
+        del resume["optim/m/decoder.bias"]
+    ckpt.resume, ckpt.meta = resume, meta
+    with pytest.raises(ValueError, match="training state cannot be resumed") as err:
+        make_run(steps=4, resume=ckpt)
+    assert "\n" not in str(err.value)
