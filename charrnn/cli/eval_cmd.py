@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, read_text, text_argument
+from charrnn.config import DEFAULT_CHECKPOINT
 
 
 @app.command("eval")
@@ -42,7 +43,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{text} under {checkpoint or 'checkpoints/model.npz'}", title_justify="left")
+    table = Table(title=f"{text} under {checkpoint or DEFAULT_CHECKPOINT}", title_justify="left")
     for label in ("nats/char", "bits/char", "perplexity", "chars", "streams"):
         table.add_column(label, justify="right")
     table.add_row(f"{result.nats_per_char:.4f}", f"{result.bits_per_char:.4f}", f"{result.perplexity:.3f}",

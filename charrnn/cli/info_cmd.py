@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from charrnn.cli.common import CHECKPOINT_HELP, app, open_checkpoint
+from charrnn.config import DEFAULT_CHECKPOINT
 
 
 @app.command()
@@ -27,7 +28,7 @@ def info(
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(show_header=False, box=None, title=str(checkpoint or "checkpoints/model.npz"),
+    table = Table(show_header=False, box=None, title=str(checkpoint or DEFAULT_CHECKPOINT),
                   title_justify="left")
     for key, value in summary.items():
         if key != "history":
