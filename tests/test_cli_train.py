@@ -577,3 +577,11 @@ def test_the_ctrl_c_handler_survives_a_signal_inside_a_print_to_stderr(monkeypat
     finally:
         handler.restore()
     assert handler.requested and "interrupted" in capfd.readouterr().err
+
+
+def test_out_without_an_npz_suffix_is_written_exactly_there(corpus, tmp_path):
+    out = tmp_path / "model.ckpt"
+    train(corpus, out, "--steps", "2")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "model.ckpt"]
+    train(corpus, out, "--steps", "3", "--resume", tiny=False)
+    assert jsonof(out, "meta")["step"] == 3

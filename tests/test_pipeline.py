@@ -274,3 +274,22 @@ def test_nul_and_emoji_through_real_pipes(tmp_path):
     sampled = stdout.decode("utf-8")  # valid UTF-8, NULs and all
     assert sampled.startswith("a\x00b🦀") and set(sampled) <= set(text) | {"\n"}
     assert np.array_equal(load(out).vocab, np.array(sorted({ord(c) for c in text}), dtype=np.uint32))
+
+
+def test_threads_are_set_before_numpy_is_imported(corpus, tmp_path):
+    """OpenBLAS reads its thread count once, when numpy is imported: --threads must come first."""
+    code = (
+        "import sys\n"
+        "from charrnn.cli import main, train_cmd\n"
+        "real = train_cmd.set_threads\n"
+        "def spy(n):\n"
+        "    print('numpy already imported:', 'numpy' in sys.modules, file=sys.stderr)\n"
+        "    real(n)\n"
+        "train_cmd.set_threads = spy\n"
+        f"sys.argv = ['charrnn', 'train', {str(corpus)!r}, '-o', {str(tmp_path / 'm.npz')!r}, *{list(TINY)!r},\n"
+        "            '--steps', '1']\n"
+        "main()\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "numpy already imported: False" in p.stderr
