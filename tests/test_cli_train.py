@@ -585,3 +585,16 @@ def test_out_without_an_npz_suffix_is_written_exactly_there(corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.txt", "model.ckpt"]
     train(corpus, out, "--steps", "3", "--resume", tiny=False)
     assert jsonof(out, "meta")["step"] == 3
+
+
+def test_plain_lines_come_every_few_seconds_and_on_validation_and_at_the_end(monkeypatch, capsys):
+    from charrnn.cli import progress as progress_module
+
+    now = [1000.0]
+    monkeypatch.setattr(progress_module.time, "monotonic", lambda: now[0])
+    progress = progress_module.Progress(100, 0, None)
+    for k in range(1, 13):  # one step a second
+        progress.update(a_step(k, float(k), val_loss=2.5 if k == 8 else None, stop="steps" if k == 12 else None))
+        now[0] += 1.0
+    shown = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().err.splitlines()]
+    assert shown == [1, 6, 8, 12]  # the first step, 5 s later, a validation, the last step
