@@ -237,6 +237,11 @@ def _read(path: str) -> dict[str, np.ndarray]:
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}; check its permissions") from exc
     with f:
+        head = f.read(2)
+        if head != b"PK":  # every .npz is a zip archive, and every zip archive starts with "PK"
+            what = "it is empty" if not head else "it is not a zip archive"
+            raise CheckpointError(f"{path} is not a readable .npz checkpoint ({what}); {BAD_FILE_HINT}")
+        f.seek(0)
         try:
             archive = np.load(f, allow_pickle=False)
             if not isinstance(archive, np.lib.npyio.NpzFile):

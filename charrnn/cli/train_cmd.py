@@ -246,4 +246,6 @@ def train(
     if not text:
         fail(f"{'stdin' if corpus == '-' else corpus} is empty: there is nothing to learn")
     mc, tc, vocab, ckpt = _merge(given, out, resume, text)
+    if tc.patience is not None and tc.val_frac == 0:
+        fail("--patience counts validations, but --val-frac 0 turns validation off; give --val-frac > 0")
     _train(mc, tc, vocab, text, ckpt, out, corpus)
