@@ -87,14 +87,15 @@ def _weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray, dgh: np.nda
     da (T,N,G·H) is dLoss/d(input part of the gates), dgh the same for the hidden part (defaults to da),
     x (T,N,D) the inputs, h_prev (T,N,H) the hidden state each step started from.
     """
-    dgh = da if dgh is None else dgh
     GH = da.shape[-1]
-    da2, dgh2 = da.reshape(-1, GH), dgh.reshape(-1, GH)
+    da2 = da.reshape(-1, GH)  # (T·N,G·H)
+    dgh2 = da2 if dgh is None else dgh.reshape(-1, GH)  # (T·N,G·H)
+    db_ih = da2.sum(axis=0)  # (G·H,)
     return {
         "weight_ih": da2.T @ x.reshape(da2.shape[0], -1),  # (G·H,D)
         "weight_hh": dgh2.T @ h_prev.reshape(da2.shape[0], -1),  # (G·H,H)
-        "bias_ih": da2.sum(axis=0),  # (G·H,)
-        "bias_hh": dgh2.sum(axis=0),  # (G·H,)
+        "bias_ih": db_ih,
+        "bias_hh": db_ih.copy() if dgh is None else dgh2.sum(axis=0),  # (G·H,) the same sum when dgh is da
     }
 
 
