@@ -5,7 +5,8 @@
 
 Each workload builds a charrnn runner and a PyTorch runner, warms both up, then times them interleaved
 (A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range of chars/s
-and the ratio of the medians. Training speed counts full optimizer steps: forward, backward, global-norm clip,
+and the ratio charrnn/torch: the median over rounds of the ratio within each round, so that a burst of load from
+elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer steps: forward, backward, global-norm clip,
 Adam update, hidden state carried across contiguous batches. Sampling speed is batch 1, one character at a time
 from the softmax at temperature 1, with the carried state.
 
@@ -38,9 +39,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                                         "and TrainConfig()); sample = batch-1 sampling, LSTM H 256, 2 layers.")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="UTF-8 text to train on (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads for both sides (default: 2)")
-    ap.add_argument("--repeats", type=int, default=5, help="timed rounds per side and workload (default: 5)")
-    ap.add_argument("--steps", type=int, default=6, help="optimizer steps per timed round (default: 6)")
-    ap.add_argument("--chars", type=int, default=400, help="characters sampled per timed round (default: 400)")
+    ap.add_argument("--repeats", type=int, default=9, help="timed rounds per side and workload (default: 9)")
+    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per timed round (default: 4)")
+    ap.add_argument("--chars", type=int, default=300, help="characters sampled per timed round (default: 300)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds per side before timing (default: 2)")
     ap.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS), metavar="WORKLOAD",
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
@@ -284,7 +285,8 @@ def main(argv=None) -> int:
     ids = vocab.encode(text)
     print("\n".join(machine(np, torch, args.threads)))
     print(f"corpus: {args.corpus} ({len(ids):,} chars, V {len(vocab)}); {args.repeats} rounds of "
-          f"{args.steps} steps / {args.chars} chars per side; median (min–max) chars/s\n")
+          f"{args.steps} steps / {args.chars} chars per side; median (min–max) chars/s; ratio: median of the "
+          f"per-round ratios\n")
     print("| workload | charrnn chars/s | torch chars/s | charrnn / torch |")
     print("|---|---:|---:|---:|")
     for name in args.only:
@@ -300,7 +302,7 @@ def main(argv=None) -> int:
             n = args.steps
         rates = measure(runners, n, args.repeats, args.warmup)
         theirs = fmt(rates[1]) if torch else "–"
-        ratio = f"{statistics.median(rates[0]) / statistics.median(rates[1]):.2f}" if torch else "–"
+        ratio = f"{statistics.median(a / b for a, b in zip(*rates)):.2f}" if torch else "–"
         print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
     if "sample" in args.only:
         print(f"\ncharrnn sampling runs {ours.how}")
