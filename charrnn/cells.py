@@ -202,30 +202,34 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, tuple,
     """dhs (T,N,H) -> dx (T,N,D), (dh0, dc0), grads under the parameter names."""
     x, hs, cs, gates, tanh_c, W_ih, W_hh = cache
     T, N, H = dhs.shape
-    # Local derivative of every gate, for all steps at once: σ' = s(1-s), tanh' = 1 - g².
-    da = np.subtract(1.0, gates)  # (T,N,4H) becomes dLoss/d(pre-activation) in the loop
-    da *= gates
-    g_all = gates[:, :, 2 * H : 3 * H]
-    np.square(g_all, out=da[:, :, 2 * H : 3 * H])
-    np.subtract(1.0, da[:, :, 2 * H : 3 * H], out=da[:, :, 2 * H : 3 * H])
-    dtanh = np.square(tanh_c)  # (T,N,H) 1 - tanh(c)²
-    np.subtract(1.0, dtanh, out=dtanh)
+    _, offset = _gate_scale("lstm", H, dhs.dtype)
+    shift = 1.0 - 2.0 * offset  # (4H,) 0 on i, f, o and 1 on g: (1 - y)(y + shift) is σ' = y(1-y) or tanh' = 1 - y²
+    da = np.empty_like(gates)  # (T,N,4H) dLoss/d(pre-activation)
     dh = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at h_t from step t+1
     dc = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at c_t from step t+1
-    dgate, tmp = np.empty((N, 4 * H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
+    dgate, local = np.empty((N, 4 * H), dtype=dhs.dtype), np.empty((N, 4 * H), dtype=dhs.dtype)
+    tmp, dtanh = np.empty((N, H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
     di, df, dg, do = dgate[:, :H], dgate[:, H : 2 * H], dgate[:, 2 * H : 3 * H], dgate[:, 3 * H :]
     for t in reversed(range(T)):
-        i, g, o = gates[t, :, :H], gates[t, :, 2 * H : 3 * H], gates[t, :, 3 * H :]
+        # The local derivatives are formed here, one step at a time, rather than for all T before the loop: the
+        # step's gates are then still in cache (whole-sequence passes over the 8 MB `gates` ran from memory).
+        y = gates[t]  # (N,4H) i, f, g, o
+        i, f, g, o = y[:, :H], y[:, H : 2 * H], y[:, 2 * H : 3 * H], y[:, 3 * H :]
+        np.subtract(1.0, y, out=local)
+        np.add(y, shift, out=da[t])
+        da[t] *= local  # local derivative of every gate
+        np.square(tanh_c[t], out=dtanh)
+        np.subtract(1.0, dtanh, out=dtanh)  # 1 - tanh(c)²
         dh += dhs[t]  # total gradient at h_t
         np.multiply(dh, o, out=tmp)
-        tmp *= dtanh[t]
+        tmp *= dtanh
         dc += tmp  # total gradient at c_t
         np.multiply(dh, tanh_c[t], out=do)
         np.multiply(dc, g, out=di)
         np.multiply(dc, cs[t], out=df)
         np.multiply(dc, i, out=dg)
         da[t] *= dgate  # through the nonlinearities
-        dc *= gates[t, :, H : 2 * H]  # to c_{t-1} through f
+        dc *= f  # to c_{t-1} through f
         np.matmul(da[t], W_hh, out=dh)  # to h_{t-1}
     return _input_grad(da, W_ih), (dh, dc), _weight_grads(da, x, hs[:-1])
 
