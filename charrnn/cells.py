@@ -288,16 +288,20 @@ def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, d
     """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
     x, hs, gates, ghn, W_ih, W_hh = cache
     T, N, H = dhs.shape
-    dxa = np.subtract(1.0, gates)  # (T,N,3H) becomes dLoss/d(input part of r, z, n)
-    dxa *= gates  # σ' = s(1-s) for r and z
-    np.square(gates[:, :, 2 * H :], out=dxa[:, :, 2 * H :])
-    np.subtract(1.0, dxa[:, :, 2 * H :], out=dxa[:, :, 2 * H :])  # tanh' = 1 - n²
+    shift = np.zeros(3 * H, dtype=dhs.dtype)  # (3H,) 0 on r, z and 1 on n: (1 - y)(y + shift) is σ' or tanh'
+    shift[2 * H :] = 1.0
+    dxa = np.empty_like(gates)  # (T,N,3H) dLoss/d(input part of r, z, n)
     dgh = np.empty_like(dxa)  # (T,N,3H) dLoss/d(hidden part W_hh h + b_hh)
     dh = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at h_t from step t+1
     tmp, hW = np.empty((N, H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
+    local = np.empty((N, 3 * H), dtype=dhs.dtype)  # (N,3H)
     for t in reversed(range(T)):
-        r, z, n = gates[t, :, :H], gates[t, :, H : 2 * H], gates[t, :, 2 * H :]
+        y = gates[t]  # (N,3H) r, z, n
+        r, z, n = y[:, :H], y[:, H : 2 * H], y[:, 2 * H :]
         dar, daz, dan = dxa[t, :, :H], dxa[t, :, H : 2 * H], dxa[t, :, 2 * H :]
+        np.subtract(1.0, y, out=local)  # local derivatives per step, while the step's gates are in cache (LSTM)
+        np.add(y, shift, out=dxa[t])
+        dxa[t] *= local
         dh += dhs[t]  # total gradient at h_t
         np.subtract(1.0, z, out=tmp)  # dn = dh ∗ (1 - z)
         tmp *= dh
