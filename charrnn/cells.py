@@ -15,7 +15,8 @@ W.T is a transposed view. All gates share ONE tanh pass: σ(a) = (1 + tanh(a/2))
 of the weights and biases are halved in those per-call copies (see `_recurrent_weights`; at T = 1 the
 pre-activations are scaled instead) and the sigmoid gates are fixed up with one multiply-add. numpy's float32 tanh
 is cheaper here than the exp, add and reciprocal of 1 / (1 + exp(-a)), and it saturates to exactly ±1 without
-overflow. Backward recomputes nothing: the cache holds each gate after its nonlinearity.
+overflow. Backward recomputes nothing: the cache holds each gate after its nonlinearity, and the local derivatives
+are formed from it one step at a time inside the loop, while that step's gates are in cache.
 """
 
 from __future__ import annotations

@@ -43,6 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=4, help="optimizer steps per timed round (default: 4)")
     ap.add_argument("--chars", type=int, default=300, help="characters sampled per timed round (default: 300)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds per side before timing (default: 2)")
+    ap.add_argument("--pause", type=float, default=0.3,
+                    help="seconds of sleep before every timed round, so that the other side's BLAS / OpenMP worker "
+                         "threads, which spin for a while after their last call, are idle again (default: 0.3)")
     ap.add_argument("--only", nargs="+", choices=WORKLOADS, default=list(WORKLOADS), metavar="WORKLOAD",
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
     ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
@@ -218,8 +221,12 @@ class TorchSample:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def measure(runners: list, n: int, repeats: int, warmup: int) -> list[list[float]]:
-    """chars/s per runner: `warmup` untimed rounds each, then `repeats` timed rounds, interleaved, order alternating."""
+def measure(runners: list, n: int, repeats: int, warmup: int, pause: float) -> list[list[float]]:
+    """chars/s per runner: `warmup` untimed rounds each, then `repeats` timed rounds, interleaved, order alternating.
+
+    Before each timed round the process sleeps `pause` seconds: OpenBLAS's and torch's worker threads keep spinning
+    for a while after a call and would otherwise take a core from whichever side runs next.
+    """
     for _ in range(warmup):
         for r in runners:
             r.run(n)
@@ -227,6 +234,7 @@ def measure(runners: list, n: int, repeats: int, warmup: int) -> list[list[float
     for k in range(repeats):
         order = range(len(runners)) if k % 2 == 0 else reversed(range(len(runners)))
         for i in order:
+            time.sleep(pause)
             t0 = time.perf_counter()
             chars = runners[i].run(n)
             rates[i].append(chars / (time.perf_counter() - t0))
@@ -300,7 +308,7 @@ def main(argv=None) -> int:
             runners = [CharrnnTrain(mc, tc, train_ids, args.seed)]
             runners += [TorchTrain(torch, mc, tc, train_ids, args.seed)] if torch else []
             n = args.steps
-        rates = measure(runners, n, args.repeats, args.warmup)
+        rates = measure(runners, n, args.repeats, args.warmup, args.pause)
         theirs = fmt(rates[1]) if torch else "–"
         ratio = f"{statistics.median(a / b for a, b in zip(*rates)):.2f}" if torch else "–"
         print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
