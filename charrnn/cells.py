@@ -69,12 +69,6 @@ def _recurrent_weights(p: dict, T: int, scale: np.ndarray | None = None) -> tupl
     return W_ih * scale[:, None], W_hhT, True
 
 
-def _sigmoid_from_tanh_(u: np.ndarray) -> None:
-    """In place: u = tanh(a/2) becomes σ(a) = 0.5·u + 0.5."""
-    u *= 0.5
-    u += 0.5
-
-
 def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
     """out (T,N,G·H) <- x (T,N,D) @ W_ih.T + bias: the input part of every gate for all T steps, one GEMM."""
     T, N, D = x.shape
