@@ -267,7 +267,7 @@ def machine(np, torch, threads: int) -> list[str]:
         pass
     lines = [f"CPU: {cpu}, {os.cpu_count()} cores; threads: {threads}",
              f"Python {platform.python_version()}, numpy {np.__version__} ({blas})"]
-    lines.append(f"torch {torch.__version__}" if torch else "torch: not installed (charrnn measured alone)")
+    lines.append(f"torch {torch.__version__}" if torch else "torch: not measured (--no-torch, or not installed)")
     return lines
 
 
