@@ -70,10 +70,11 @@ def read_text(source: str) -> str:
              f"e.g. with `iconv -t UTF-8`")
 
 
-def open_checkpoint(path: Path | None):
+def open_checkpoint(path: str | None):
     """Load a checkpoint for sampling, evaluation or info; a missing default says how to train one."""
     from charrnn.checkpoint import CheckpointError, load
 
+    path = None if path is None else Path(path)
     if path is None:
         path = Path(DEFAULT_CHECKPOINT)
         if not path.exists():

@@ -14,7 +14,7 @@ from charrnn.config import DEFAULT_CHECKPOINT
 @app.command("eval")
 def evaluate(
     text: str = text_argument("UTF-8 text to score: a path, or - for stdin."),
-    checkpoint: Path = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
+    checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     batch: int = typer.Option(32, "--batch", min=1, help="Contiguous streams, each with its own carried state "
                               "(fewer for short texts); every character but a stream's first is scored."),

@@ -13,7 +13,7 @@ from charrnn.config import DEFAULT_CHECKPOINT
 
 @app.command()
 def info(
-    checkpoint: Path = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
+    checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
 ) -> None:
     """Format version, cell, sizes, parameter count, vocabulary, training steps, seed, validation, curve."""

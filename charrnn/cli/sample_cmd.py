@@ -37,7 +37,7 @@ def _top_p(value: float) -> float:
 @app.command()
 def sample(
     ctx: typer.Context,
-    checkpoint: Path = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
+    checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     prefix: str = typer.Option(
         "", "--prefix", metavar="TEXT", show_default=False,
         help=f"Text to condition on; - reads it from stdin, as is. Each sample is the prefix, then the "

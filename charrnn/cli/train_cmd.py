@@ -185,7 +185,7 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
 @app.command()
 def train(
     corpus: str = text_argument("UTF-8 text to learn from: a path, or - for stdin."),
-    out: Path = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
+    out: str = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
                              "are created. An existing file is never overwritten without --resume or --force."),
     force: bool = typer.Option(False, "--force", help="Start a new run over an existing --out (replaced "
                                "atomically, only when the first save happens)."),
@@ -229,6 +229,7 @@ def train(
     """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
              if v is not None and k not in ("corpus", "out", "force", "resume", "threads")}
+    out = Path(out)
     for name in ("max_time", "checkpoint_every"):
         if name in given:
             try:
