@@ -100,6 +100,7 @@ def test_eval_finds_the_default_checkpoint(ckpt, text_file, tmp_path, monkeypatc
 
 def test_eval_without_any_checkpoint_says_how_to_train_one(text_file, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("charrnn.cli.common.BUNDLED", tmp_path / "no-bundled-model.npz")
     line = error_line(cli("eval", text_file), 1)
     assert "charrnn train" in line and config.DEFAULT_CHECKPOINT in line
 

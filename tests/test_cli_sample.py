@@ -4,6 +4,8 @@ import signal
 import subprocess
 import sys
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -160,6 +162,7 @@ def test_missing_checkpoint_file_is_a_usage_error(tmp_path):
 
 def test_missing_default_checkpoint_says_how_to_train(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("charrnn.cli.common.BUNDLED", tmp_path / "no-bundled-model.npz")
     result = CliRunner().invoke(app, ["sample"])
     assert result.exit_code == 1 and "charrnn train" in result.stderr and result.stdout == ""
 
@@ -227,3 +230,14 @@ def test_ctrl_c_exits_130_without_a_traceback(ckpt_path):
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130 and "Traceback" not in err.decode()
+
+
+def test_missing_default_checkpoint_falls_back_to_the_bundled_model(ckpt_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("charrnn.cli.common.BUNDLED", Path(ckpt_path))
+    result = CliRunner().invoke(app, ["sample", "-t", "0", "-n", "20", "--prefix", "hello"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == CliRunner().invoke(app, ["sample", "-c", str(ckpt_path), "-t", "0", "-n", "20",
+                                                     "--prefix", "hello"]).stdout
+    notice = result.stderr.strip().splitlines()
+    assert len(notice) == 1 and "bundled" in notice[0]

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import charrnn
 from charrnn.checkpoint import load
 from charrnn.cli import app, sample_cmd
+from charrnn.cli.common import BUNDLED
 
 WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
 TEXT = " ".join(random.Random(3).choices(WORDS, k=200)) + "\n"  # ~760 characters
@@ -148,6 +149,11 @@ def test_errors_exit_with_the_contract_code_and_no_traceback(case, corpus, tmp_p
         out.write_bytes(b"PK\x03\x04 not really a zip")
         code, stdout, err = run("eval", corpus, "-c", out)
         assert code == 1 and str(out) in assert_one_error_line(err)
+    elif BUNDLED.exists():  # no checkpoints/model.npz: the bundled model, with a one-line notice
+        code, stdout, err = run("info", "--json", cwd=tmp_path)
+        assert code == 0 and "bundled" in err and len(err.strip().splitlines()) == 1
+        assert json.loads(stdout)["cell"] == "lstm"
+        return
     else:
         code, stdout, err = run("info", cwd=tmp_path)
         assert code == 1 and "charrnn train" in assert_one_error_line(err)

@@ -25,7 +25,10 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-CHECKPOINT_HELP = f"Checkpoint to read (default {DEFAULT_CHECKPOINT})."
+BUNDLED = Path(__file__).resolve().parent.parent / "pretrained" / "shakespeare.npz"
+BUNDLED_ABOUT = "a 2-layer LSTM of 256 trained on tinyshakespeare"
+CHECKPOINT_HELP = (f"Checkpoint to read (default {DEFAULT_CHECKPOINT}; without it, the bundled pretrained model, "
+                   f"{BUNDLED_ABOUT}).")
 
 
 def say(message: str) -> None:
@@ -77,7 +80,11 @@ def open_checkpoint(path: str | None):
     path = None if path is None else Path(path)
     if path is None:
         path = Path(DEFAULT_CHECKPOINT)
-        if not path.exists():
+        if not path.exists() and BUNDLED.exists():
+            say(f"no {path} here: using the bundled model ({BUNDLED_ABOUT}); train your own with "
+                f"`charrnn train CORPUS`")
+            path = BUNDLED
+        elif not path.exists():
             fail(f"no model at {path}; train one first: `charrnn train CORPUS` (or pass -c PATH)")
     elif not path.exists():
         fail(f"checkpoint {path} does not exist", 2)
