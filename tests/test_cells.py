@@ -104,3 +104,38 @@ def test_float32_stays_float32(cell):
     assert hs.dtype == dx.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
     assert all(s.dtype == np.float32 for s in (*final, *dstate))
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("n, t", [(1, 1), (2, 1), (3, 2)])
+def test_short_sequences_take_the_same_maths(cell, n, t):
+    """T = 1 (sampling) has its own weight handling in the cells: check its forward and gradients too."""
+    rng, p, _, _ = make(cell, seed=5, scale=0.5)
+    x = rng.normal(size=(t, n, D))
+    state = tuple(rng.normal(size=(n, H)) for _ in range(CELLS[cell].states))
+    hs, final, cache = CELLS[cell].forward(x, state, p)
+    ref_hs, ref_final = naive_forward(cell, x, state, p)
+    np.testing.assert_allclose(hs, ref_hs, rtol=0, atol=1e-12)
+    dout = rng.normal(size=hs.shape)
+    dx, dstate, grads = CELLS[cell].backward(dout, cache)
+
+    def f():
+        return float(np.sum(CELLS[cell].forward(x, state, p)[0] * dout))
+
+    errors = {"x": rel_error(dx, numeric_grad(f, x))}
+    errors |= {name: rel_error(grads[name], numeric_grad(f, p[name])) for name in p}
+    errors |= {f"state{i}": rel_error(dstate[i], numeric_grad(f, state[i])) for i in range(len(state))}
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_steps_of_one_chain_into_the_long_sequence(cell):
+    _, p, x, state = make(cell, seed=6)
+    whole, whole_final, _ = CELLS[cell].forward(x, state, p)
+    outs, st = [], state
+    for t in range(T):
+        h, st, _ = CELLS[cell].forward(x[t : t + 1], st, p)
+        outs.append(h)
+    np.testing.assert_allclose(np.concatenate(outs), whole, rtol=0, atol=1e-12)
+    for a, b in zip(st, whole_final):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
