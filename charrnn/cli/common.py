@@ -73,21 +73,26 @@ def read_text(source: str) -> str:
              f"e.g. with `iconv -t UTF-8`")
 
 
-def open_checkpoint(path: str | None):
-    """Load a checkpoint for sampling, evaluation or info; a missing default says how to train one."""
+def checkpoint_path(path: str | None) -> Path:
+    """The checkpoint to read: -c PATH, else checkpoints/model.npz, else the bundled model (with a notice)."""
+    if path is not None:
+        if not Path(path).exists():
+            fail(f"checkpoint {path} does not exist", 2)
+        return Path(path)
+    default = Path(DEFAULT_CHECKPOINT)
+    if default.exists():
+        return default
+    if BUNDLED.exists():
+        say(f"no {default} here: using the bundled model ({BUNDLED_ABOUT}); train your own with "
+            f"`charrnn train CORPUS`")
+        return BUNDLED
+    fail(f"no model at {default}; train one first: `charrnn train CORPUS` (or pass -c PATH)")
+
+
+def open_checkpoint(path: str | Path):
+    """Load the checkpoint at a path from `checkpoint_path`; a bad file is a one-line error."""
     from charrnn.checkpoint import CheckpointError, load
 
-    path = None if path is None else Path(path)
-    if path is None:
-        path = Path(DEFAULT_CHECKPOINT)
-        if not path.exists() and BUNDLED.exists():
-            say(f"no {path} here: using the bundled model ({BUNDLED_ABOUT}); train your own with "
-                f"`charrnn train CORPUS`")
-            path = BUNDLED
-        elif not path.exists():
-            fail(f"no model at {path}; train one first: `charrnn train CORPUS` (or pass -c PATH)")
-    elif not path.exists():
-        fail(f"checkpoint {path} does not exist", 2)
     try:
         return load(path)
     except CheckpointError as e:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, read_text, text_argument
-from charrnn.config import DEFAULT_CHECKPOINT
+from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, read_text, text_argument
 
 
 @app.command("eval")
@@ -20,7 +19,8 @@ def evaluate(
                               "(fewer for short texts); every character but a stream's first is scored."),
 ) -> None:
     """Score TEXT with a model: mean loss in nats/char, bits/char, perplexity, characters scored, streams."""
-    ckpt = open_checkpoint(checkpoint)
+    path = checkpoint_path(checkpoint)
+    ckpt = open_checkpoint(path)
     source = read_text(text)
     from charrnn.data import Vocab
     from charrnn.train import evaluate as score
@@ -43,7 +43,7 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{text} under {checkpoint or DEFAULT_CHECKPOINT}", title_justify="left")
+    table = Table(title=f"{text} under {path}", title_justify="left")
     for label in ("nats/char", "bits/char", "perplexity", "chars", "streams"):
         table.add_column(label, justify="right")
     table.add_row(f"{result.nats_per_char:.4f}", f"{result.bits_per_char:.4f}", f"{result.perplexity:.3f}",

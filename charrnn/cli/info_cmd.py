@@ -7,8 +7,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import CHECKPOINT_HELP, app, open_checkpoint
-from charrnn.config import DEFAULT_CHECKPOINT
+from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, open_checkpoint
 
 
 @app.command()
@@ -19,7 +18,8 @@ def info(
     """Format version, cell, sizes, parameter count, vocabulary, training steps, seed, validation, curve."""
     from charrnn.checkpoint import describe
 
-    ckpt = open_checkpoint(checkpoint)
+    path = checkpoint_path(checkpoint)
+    ckpt = open_checkpoint(path)
     summary = describe(ckpt)
     if as_json:
         print(json.dumps(summary))
@@ -28,8 +28,8 @@ def info(
     from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(show_header=False, box=None, title=str(checkpoint or DEFAULT_CHECKPOINT),
-                  title_justify="left")
+    table = Table(show_header=False, box=None)
+    table.add_row("checkpoint", str(path))
     for key, value in summary.items():
         if key != "history":
             table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))

@@ -13,7 +13,8 @@ from typing import Iterable
 
 import typer
 
-from charrnn.cli.common import CHECKPOINT_HELP, app, fail, open_checkpoint, quiet_stdout, read_text, say, unescape
+from charrnn.cli.common import (CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, quiet_stdout,
+                                 read_text, say, unescape)
 from charrnn.config import SampleConfig
 
 D = SampleConfig()
@@ -66,7 +67,7 @@ def sample(
     beam: int = typer.Option(D.beam, "--beam", metavar="W", min=0, help=BEAM_HELP),
 ) -> None:
     """Generate text from a model and stream it to stdout: only the text, as it is generated."""
-    ckpt = open_checkpoint(checkpoint)
+    ckpt = open_checkpoint(checkpoint_path(checkpoint))
     text = read_text("-") if prefix == "-" else unescape(prefix)
     import numpy as np
 
