@@ -6,9 +6,11 @@ one call with T = 1 per new character. The distribution of the next character is
 -> top-p -> renormalise, computed in float64 and drawn with one `rng.random()` and a cumulative-sum search.
 
 Choices made on purpose:
-- An empty prefix conditions on the zero state as if the text followed a line break: "\\n" is fed first (it is
-  not part of the output). A vocabulary without "\\n" takes the first character from the decoder's output at a
-  zero hidden state (logits = decoder.bias, about the unigram distribution), then goes on from the zero state.
+- Every prefix, the empty one included, is read as if it followed a line break: from the zero state "\\n" is fed
+  first (it is not part of the output). A zero state alone is rare in training (it only starts each stream), and
+  a model conditioned on it directly writes worse text. A vocabulary without "\\n" starts from the zero state;
+  with an empty prefix the first character then comes from the decoder at a zero hidden state (logits =
+  decoder.bias, about the unigram distribution).
 - A stop string counts only when the continuation itself has generated it (it does not straddle the prefix).
 - Beam search uses the raw model probabilities (no temperature, top-k or top-p) and no randomness.
 """
@@ -110,18 +112,19 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def condition(params: dict, mc: ModelConfig, vocab: Vocab, prefix: str) -> tuple[np.ndarray, list]:
     """Run the prefix through the model in one forward pass from the zero state.
 
-    Returns the logits (V,) of the first new character and the state (batch 1). An empty prefix is "\\n" when the
-    vocabulary has it, else logits = decoder.bias (the decoder at a zero hidden state) with the zero state.
+    Returns the logits (V,) of the first new character and the state (batch 1). "\\n" is fed before the prefix
+    when the vocabulary has it; otherwise an empty prefix gives logits = decoder.bias with the zero state.
     Raises UnknownCharacters (a ValueError) naming prefix characters the vocabulary lacks.
     """
     state = model.init_state(mc, 1, params["embedding.weight"].dtype)
-    if not prefix:
-        if vocab.missing("\n"):
-            return params["decoder.bias"], state
-        prefix = "\n"
     missing = vocab.missing(prefix)
     if missing:
         raise UnknownCharacters("the prefix", missing)
+    if vocab.missing("\n"):
+        if not prefix:
+            return params["decoder.bias"], state
+    else:  # a zero state is rare in training (only where a stream starts): start as if after a line break
+        prefix = "\n" + prefix
     ids = vocab.encode(prefix)[None]  # (1,T)
     logits, state, _ = model.forward(params, mc, ids, state)  # (T,1,V)
     return logits[-1, 0], state

@@ -29,7 +29,7 @@ def ckpt_path(tmp_path_factory):
     vocab = Vocab.from_text(TEXT)
     mc = ModelConfig(cell="lstm", vocab_size=len(vocab), embed=8, hidden=24, layers=2)
     params = model.init_params(mc, np.random.default_rng(0))
-    opt, ids = Adam(params), vocab.encode(TEXT)
+    opt, ids = Adam(params), vocab.encode("\n" + TEXT)  # sampling reads a prefix as if after a line break
     for _ in range(60):
         _, grads, _ = model.loss_and_grads(params, mc, ids[None, :-1], ids[None, 1:], model.init_state(mc, 1))
         opt.step(params, grads, 2e-2)
