@@ -95,7 +95,32 @@ def next_id(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> 
     """The next id from logits (V,); temperature 0 is argmax and draws nothing from rng."""
     if cfg.temperature == 0:
         return int(np.argmax(logits))
+    if cfg.top_p >= 1.0 and not 0 < cfg.top_k < logits.shape[-1]:  # no filtering: the common case
+        return _draw_unfiltered(logits, cfg.temperature, rng)
     return draw(filter_probs(logits, cfg.temperature, cfg.top_k, cfg.top_p), rng)
+
+
+def _draw_unfiltered(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """draw(filter_probs(logits, temperature), rng) for temperature > 0, bit for bit, in ~6 µs instead of ~11.
+
+    The same float64 operations in the same order on one buffer: shift by the max, / temperature, exp, normalise,
+    cumulative sum, search for one rng.random() scaled by the total. The speed comes from calling the ufunc
+    methods directly (np.add.accumulate is np.cumsum's loop without ~1.3 µs of dispatch; ndarray.searchsorted
+    skips ~0.7 µs of np.searchsorted's), from working in place, and from entering np.errstate (~1 µs) only where a
+    division can overflow: at temperature 1 there is no division, and exp of values <= 0 can only underflow.
+    """
+    z = np.array(logits, dtype=np.float64).ravel()  # (V,) a float64 copy of the logits
+    z -= np.maximum.reduce(z)  # every value <= 0
+    if temperature != 1:  # x / 1 == x exactly: skipping the division changes no bit
+        with np.errstate(over="ignore", under="ignore"):
+            z /= temperature
+            np.exp(z, out=z)
+    else:
+        np.exp(z, out=z)  # (V,) unnormalised probabilities, the largest exactly 1
+    z /= np.add.reduce(z)  # the same pairwise sum as probs.sum() in filter_probs
+    np.add.accumulate(z, out=z)  # (V,) cumulative sum, as np.cumsum in draw
+    k = int(z.searchsorted(rng.random() * z[-1], side="right"))
+    return min(k, len(z) - 1)
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -155,10 +180,11 @@ def _beam_chars(params, mc, vocab, prefix, cfg) -> Iterator[str]:
 def _sample_chars(params, mc, vocab, logits, state, cfg, rng) -> Iterator[str]:
     """Draw, yield, feed back: one forward with T = 1 per character after the first, none after the last."""
     stop, recent = cfg.stop or "", ""
+    chars = [chr(c) for c in vocab.codes.tolist()]  # (V,) id -> character, built once
     x = np.zeros((1, 1), dtype=np.int64)  # (N=1,T=1) the character just drawn
     for i in range(cfg.length):
         k = next_id(logits, cfg, rng)
-        ch = chr(int(vocab.codes[k]))
+        ch = chars[k]
         yield ch
         if stop:
             recent = (recent + ch)[-len(stop):]

@@ -128,6 +128,30 @@ def test_draw_follows_the_distribution_and_never_picks_zero_probability():
     np.testing.assert_allclose(counts / 20000, probs, atol=0.015)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 2.0, 1e-3, 1e300])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_unfiltered_draw_equals_filter_probs_then_draw_for_the_same_rng_state(temperature, dtype):
+    g = np.random.default_rng(0)
+    for trial in range(200):
+        V = int(g.integers(1, 90))
+        logits = (g.standard_normal(V) * g.uniform(0.1, 30)).astype(dtype)
+        a_rng, b_rng = np.random.default_rng(trial), np.random.default_rng(trial)
+        got = sample._draw_unfiltered(logits, temperature, a_rng)
+        assert got == draw(filter_probs(logits, temperature), b_rng)
+        assert a_rng.random() == b_rng.random()  # one rng.random() each, no more
+
+
+def test_next_id_takes_the_unfiltered_draw_only_without_top_k_and_top_p(monkeypatch):
+    calls = []
+    monkeypatch.setattr(sample, "_draw_unfiltered", lambda *a: calls.append(a) or 0)
+    logits, rng = np.zeros(5), np.random.default_rng(0)
+    for kw in ({}, {"top_k": 5}, {"top_k": 9}, {"temperature": 0.5}):  # top_k >= V keeps everything
+        sample.next_id(logits, cfg(**kw), rng)
+    for kw in ({"top_k": 4}, {"top_p": 0.9}, {"temperature": 0.0}):
+        sample.next_id(logits, cfg(**kw), rng)
+    assert len(calls) == 4
+
+
 # ------------------------------------------------------------------------------------------------ generate
 
 
