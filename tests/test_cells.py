@@ -139,3 +139,20 @@ def test_steps_of_one_chain_into_the_long_sequence(cell):
     np.testing.assert_allclose(np.concatenate(outs), whole, rtol=0, atol=1e-12)
     for a, b in zip(st, whole_final):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, scale", [(1, 0.5), (3, 0.5), (1, 30.0)])
+def test_lstm_step_equals_the_loop_at_t_1_to_the_last_bit(dtype, n, scale):
+    """lstm_forward at T = 1 takes `_lstm_step` (sampling); it must give the loop's every bit, cache included."""
+    from charrnn.cells import _lstm_loop, _lstm_step
+
+    rng = np.random.default_rng(7)
+    p = {k: rng.normal(0, scale, v.shape).astype(dtype) for k, v in init_params(rng, D, H, 4, dtype).items()}
+    x = rng.normal(size=(1, n, D)).astype(dtype)
+    for state_dtype in (dtype, np.float64):  # a state of another dtype is cast to x's, as in the loop
+        state = tuple(rng.normal(size=(n, H)).astype(state_dtype) for _ in range(2))
+        step, loop = _lstm_step(x, state, p), _lstm_loop(x, state, p)
+        for a, b in zip([step[0], *step[1], *step[2]], [loop[0], *loop[1], *loop[2]]):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)
