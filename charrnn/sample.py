@@ -151,7 +151,7 @@ def condition(params: dict, mc: ModelConfig, vocab: Vocab, prefix: str) -> tuple
     else:  # a zero state is rare in training (only where a stream starts): start as if after a line break
         prefix = "\n" + prefix
     ids = vocab.encode(prefix)[None]  # (1,T)
-    logits, state, _ = model.forward(params, mc, ids, state)  # (T,1,V)
+    logits, state, _ = model.forward(params, mc, ids, state, need_cache=False)  # (T,1,V)
     return logits[-1, 0], state
 
 
@@ -192,7 +192,7 @@ def _sample_chars(params, mc, vocab, logits, state, cfg, rng) -> Iterator[str]:
                 return
         if i + 1 < cfg.length:
             x[0, 0] = k
-            out, state, _ = model.forward(params, mc, x, state)  # (1,1,V)
+            out, state, _ = model.forward(params, mc, x, state, need_cache=False)  # (1,1,V) no backward follows
             logits = out[0, 0]
 
 
@@ -233,7 +233,7 @@ def beam_search(params: dict, mc: ModelConfig, vocab, prefix: str, width: int, l
                 state = [tuple(s[live] for s in layer) for layer in state]
         if len(scores) == 0 or scores[0] <= best[0] or t + 1 == length:
             break
-        out, state, _ = model.forward(params, mc, seqs[:, -1:], state)  # (1,N,V)
+        out, state, _ = model.forward(params, mc, seqs[:, -1:], state, need_cache=False)  # (1,N,V)
         logp = log_softmax(out[0])  # (N,V)
     full = len(scores) > 0 and seqs.shape[1] == length and scores[0] > best[0]
     score, ids = (float(scores[0]), seqs[0]) if full else best

@@ -156,3 +156,8 @@ def test_lstm_step_equals_the_loop_at_t_1_to_the_last_bit(dtype, n, scale):
         for a, b in zip([step[0], *step[1], *step[2]], [loop[0], *loop[1], *loop[2]]):
             assert a.dtype == b.dtype and a.shape == b.shape
             np.testing.assert_array_equal(a, b)
+        lean = _lstm_step(x, state, p, need_cache=False)  # sampling: no cache, the same outputs
+        assert lean[2] is None
+        for a, b in zip([lean[0], *lean[1]], [loop[0], *loop[1]]):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_array_equal(a, b)

@@ -66,6 +66,24 @@ def test_two_chunks_with_carried_state_equal_one_long_chunk(cell):
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, t", [(1, 1), (3, 1), (2, 5)])
+def test_forward_without_cache_gives_the_same_bits_and_no_cache(cell, dtype, n, t):
+    mc = small(cell)
+    params = random_params(mc, dtype=dtype)
+    ids = np.random.default_rng(3).integers(0, mc.vocab_size, (n, t))
+    state = [tuple(np.random.default_rng(4).normal(size=s.shape).astype(dtype) for s in layer)
+             for layer in model.init_state(mc, n, dtype)]
+    logits, final, cache = model.forward(params, mc, ids, state)
+    lean, lean_final, none = model.forward(params, mc, ids, state, need_cache=False)
+    assert none is None and cache is not None
+    np.testing.assert_array_equal(lean, logits)
+    for a, b in zip(sum(map(tuple, lean_final), ()), sum(map(tuple, final), ())):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
 def test_tiny_model_overfits_a_repeated_string(cell):
     from charrnn.data import Vocab
 

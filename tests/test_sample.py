@@ -195,9 +195,9 @@ def test_prefix_is_one_forward_pass_then_one_per_character(trained, monkeypatch)
     calls = []
     real = model.forward
 
-    def counting(params, mc, ids, state, rng=None):
+    def counting(params, mc, ids, state, rng=None, **kw):
         calls.append(ids.shape)
-        return real(params, mc, ids, state, rng)
+        return real(params, mc, ids, state, rng, **kw)
 
     monkeypatch.setattr(model, "forward", counting)
     out = run(*trained, "hello wor", length=12, temperature=1.0)
