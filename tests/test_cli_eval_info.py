@@ -119,6 +119,15 @@ def test_eval_of_characters_outside_the_vocabulary_names_them(ckpt, tmp_path):
     (tmp_path / "t.txt").write_text("the cat \u00e9t\u00e9 Zz")
     line = error_line(cli("eval", tmp_path / "t.txt", "-c", ckpt), 1)
     assert "\\xe9" in line and "Z" in line and "z" in line and "vocabulary" in line
+    assert "\\\\" not in line  # escaped once, not twice
+
+
+def test_eval_of_a_text_with_a_byte_order_mark_scores_the_text_without_it(ckpt, text_file, tmp_path):
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + text_file.read_bytes())
+    with_bom = cli("eval", tmp_path / "bom.txt", "-c", ckpt, "--json")
+    without = cli("eval", text_file, "-c", ckpt, "--json")
+    assert with_bom.exit_code == 0, with_bom.stderr
+    assert json.loads(with_bom.stdout) == json.loads(without.stdout)
 
 
 @pytest.mark.parametrize("content, message", [("", "at least 2"), ("t", "at least 2")])

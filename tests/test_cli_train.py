@@ -254,6 +254,14 @@ def test_patience_stops_the_run_and_exits_0(tmp_path):
     assert result.stdout == f"{out}\n"
 
 
+def test_a_val_frac_that_holds_out_under_2_characters_says_so(corpus, tmp_path):
+    # ~680 characters: 0.001 holds out 1, which validation cannot score
+    result = train(corpus, tmp_path / "m.npz", "--steps", "4", "--eval-every", "2", "--val-frac", "0.001")
+    assert "training without validation" in result.stderr and jsonof(tmp_path / "m.npz", "meta")["step"] == 4
+    line = error_line(train(corpus, tmp_path / "p.npz", "--val-frac", "0.001", "--patience", "2", code=1))
+    assert "--patience" in line and "--val-frac" in line and not (tmp_path / "p.npz").exists()
+
+
 def test_the_best_validation_weights_are_what_sample_and_eval_use(tmp_path):
     corpus = tmp_path / "ab.txt"
     corpus.write_text("a" * 300 + "b" * 34)
@@ -312,7 +320,8 @@ def test_help_lists_every_option_of_the_contract():
     ["--hidden", "-1"], ["--hidden", "0"], ["--layers", "0"], ["--embed", "-3"], ["--batch", "0"],
     ["--seq", "-1"], ["--lr", "0"], ["--lr", "-0.1"], ["--dropout", "1"], ["--dropout", "-0.1"],
     ["--momentum", "1"], ["--val-frac", "0.9"], ["--eval-every", "0"], ["--patience", "0"], ["--steps", "0"],
-    ["--epochs", "0"], ["--max-time", "bad"], ["--max-time", "0s"], ["--max-time", "-5"], ["--max-time", "10x"],
+    ["--epochs", "0"], ["--epochs", "nan"], ["--epochs", "inf"], ["--lr", "nan"], ["--lr", "inf"],
+    ["--max-time", "bad"], ["--max-time", "0s"], ["--max-time", "-5"], ["--max-time", "10x"],
     ["--max-time", ""], ["--checkpoint-every", "soon"], ["--cell", "transformer"], ["--optimizer", "lion"],
     ["--dtype", "float16"], ["--schedule", "linear"], ["--warmup", "-1"], ["--clip", "-1"], ["--seed", "-1"],
     ["--no-such-option"], ["--hidden", "many"],
@@ -339,6 +348,17 @@ def test_a_corpus_that_is_not_utf8_names_the_byte_offset(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\u00e9 au lait".encode("latin-1"))
     line = error_line(train(tmp_path / "latin1.txt", tmp_path / "m.npz", code=1))
     assert "not valid UTF-8" in line and "byte 3" in line
+    (tmp_path / "bom.txt").write_bytes(b"\xef\xbb\xbf" + "caf\u00e9 au lait".encode("latin-1"))
+    line = error_line(train(tmp_path / "bom.txt", tmp_path / "m.npz", code=1))
+    assert "not valid UTF-8" in line and "byte 6" in line
+
+
+def test_a_leading_byte_order_mark_is_not_part_of_the_corpus(corpus, tmp_path):
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + open(corpus, "rb").read())
+    train(bom, tmp_path / "bom.npz")
+    train(corpus, tmp_path / "plain.npz")
+    assert np.array_equal(arrays(tmp_path / "bom.npz")["vocab"], arrays(tmp_path / "plain.npz")["vocab"])
 
 
 # ------------------------------------------------------------------------------------------------- resume

@@ -56,7 +56,8 @@ def text_argument(help: str):
 
 
 def read_text(source: str) -> str:
-    """The UTF-8 text of a path, or of stdin when source is '-'; fails with the byte offset of bad UTF-8."""
+    """The UTF-8 text of a path, or of stdin when source is '-', without a leading byte-order mark (an encoding
+    marker that Windows editors write, not text); fails with the byte offset of bad UTF-8."""
     name = "stdin" if source == "-" else source
     try:
         raw = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
@@ -66,10 +67,12 @@ def read_text(source: str) -> str:
         fail(f"{source} does not exist", 2)
     except OSError as e:
         fail(f"cannot read {name}: {e.strerror}", 2)
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
     try:
-        return raw.decode("utf-8")
+        return raw[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        fail(f"{name} is not valid UTF-8 (byte {e.start}: {raw[e.start:e.start + 1]!r}); convert it, "
+        at = bom + e.start
+        fail(f"{name} is not valid UTF-8 (byte {at}: {raw[at:at + 1]!r}); convert it, "
              f"e.g. with `iconv -t UTF-8`")
 
 

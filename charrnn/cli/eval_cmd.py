@@ -29,7 +29,7 @@ def evaluate(
     missing = vocab.missing(source)
     if missing:
         shown = "".join(missing[:20]).encode("unicode_escape").decode("ascii")
-        fail(f"the text has {len(missing)} character(s) the model's vocabulary lacks: {shown!r}; "
+        fail(f"the text has {len(missing)} character(s) the model's vocabulary lacks: '{shown}'; "
              f"evaluate text in the model's alphabet or train on a corpus that contains them")
     try:
         result = score(ckpt.params, ckpt.model_config, vocab.encode(source), batch)

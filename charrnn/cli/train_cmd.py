@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import signal
 import sys
@@ -34,8 +35,8 @@ def _below_one(value):
 
 
 def _positive(value):
-    if value is not None and value <= 0:
-        raise typer.BadParameter(f"{value} must be positive")
+    if value is not None and not 0 < value < math.inf:  # also rejects nan and inf
+        raise typer.BadParameter(f"{value} must be a positive number")
     return value
 
 
@@ -243,10 +244,19 @@ def train(
     if out.exists() and not (force or resume):
         fail(f"{out} already exists; it holds a {RUN_HINT}")
     set_threads(threads)
+    from charrnn.data import split
+
     text = read_text(corpus)
     if not text:
         fail(f"{'stdin' if corpus == '-' else corpus} is empty: there is nothing to learn")
     mc, tc, vocab, ckpt = _merge(given, out, resume, text)
     if tc.patience is not None and tc.val_frac == 0:
         fail("--patience counts validations, but --val-frac 0 turns validation off; give --val-frac > 0")
+    n_val = len(split(range(len(text)), tc.val_frac)[1])
+    if tc.val_frac > 0 and n_val < 2:
+        too_few = (f"--val-frac {tc.val_frac} holds out {n_val} character(s) of this corpus, fewer than the 2 "
+                   f"validation needs")
+        if tc.patience is not None:
+            fail(f"{too_few}, so --patience could never stop the run; give a larger --val-frac")
+        say(f"{too_few}: training without validation (give a larger --val-frac, or --val-frac 0)")
     _train(mc, tc, vocab, text, ckpt, out, corpus)
