@@ -160,6 +160,25 @@ def test_errors_exit_with_the_contract_code_and_no_traceback(case, corpus, tmp_p
     assert stdout == b"" and not (case != "corrupt -c" and out.exists())
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+def test_a_stdout_that_cannot_be_written_is_one_error_line(corpus, tmp_path):
+    out = tmp_path / "m.npz"
+    assert run("train", corpus, "-o", out, *TINY, "--steps", "2")[0] == 0
+    for args in (["info", "-c", out, "--json"], ["eval", corpus, "-c", out, "--json"],
+                 ["sample", "-c", out, "-n", "5", "--seed", "1"]):
+        with open("/dev/full", "wb") as full:
+            p = subprocess.run(charrnn_cmd(*args), stdout=full, stderr=subprocess.PIPE, env=ENV, timeout=60)
+        assert p.returncode == 1 and "No space left" in assert_one_error_line(p.stderr.decode()), args
+
+
+def test_an_out_that_is_not_a_regular_file_is_never_replaced(corpus, tmp_path):
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, stdout, err = run("train", corpus, "-o", fifo, *TINY, "--steps", "2", "--force")
+    assert code == 1 and "not a regular file" in assert_one_error_line(err) and stdout == b""
+    assert fifo.is_fifo()
+
+
 def test_max_time_ends_the_run_and_checkpoint_every_saves_before_the_end(corpus, tmp_path):
     out = tmp_path / "m.npz"
     began = time.monotonic()

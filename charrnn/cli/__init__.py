@@ -8,7 +8,7 @@ import typer
 
 from charrnn import __version__
 from charrnn.cli import eval_cmd, info_cmd, sample_cmd, train_cmd  # noqa: F401  (each registers its command)
-from charrnn.cli.common import app
+from charrnn.cli.common import app, quiet_stdout
 
 
 def _version(value: bool) -> None:
@@ -31,3 +31,10 @@ def main() -> None:
         app(prog_name="charrnn")
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # the reader of stdout is gone (`| head`): a normal end, as in `sample`
+        quiet_stdout()
+    except OSError as e:  # never a traceback, e.g. for stdout on a full disk (`> /dev/full`)
+        quiet_stdout()
+        where = f": {e.filename}" if e.filename else ""
+        print(f"charrnn: error: {e.strerror or e}{where}", file=sys.stderr)
+        sys.exit(1)

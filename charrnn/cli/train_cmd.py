@@ -241,6 +241,8 @@ def train(
         fail("--force starts a new run and --resume continues one; give only one of them")
     if out.is_dir():
         fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
+    if out.exists() and not out.is_file():
+        fail(f"--out {out} is not a regular file; give a file path such as checkpoints/model.npz")
     if out.exists() and not (force or resume):
         fail(f"{out} already exists; it holds a {RUN_HINT}")
     set_threads(threads)
