@@ -10,7 +10,7 @@ import pytest
 from charrnn import checkpoint, data, model, train
 from charrnn.config import DEFAULT_STEPS, ModelConfig, TrainConfig
 from charrnn.optim import learning_rate
-from charrnn.train import Diverged, EvalResult, Run, evaluate, fit_batch
+from charrnn.train import Diverged, EvalResult, Run, evaluate, fit_batch, trained_chars
 
 WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
 TEXT = " ".join(random.Random(0).choices(WORDS, k=180)) + "\n"  # ~680 characters, 19 distinct
@@ -50,14 +50,23 @@ def test_fit_batch_leaves_every_stream_at_least_one_batch(n, seq, batch):
     B = fit_batch(n, batch, seq)
     assert 1 <= B <= batch
     assert data.batches_per_epoch(data.streams(np.arange(n), B), seq) >= 1
-    if B < batch:  # shrunk only as far as needed
-        assert data.batches_per_epoch(data.streams(np.arange(n), B + 1), seq) == 0
+    best = max(trained_chars(n, b, seq) for b in range(1, batch + 1))
+    assert trained_chars(n, B, seq) >= 0.95 * best  # little of the text is left out ...
+    assert all(trained_chars(n, b, seq) < 0.95 * best for b in range(B + 1, batch + 1))  # ... with the most streams
+
+
+def test_fit_batch_keeps_the_batch_on_a_long_text_and_covers_a_short_one():
+    assert fit_batch(1_000_000, 32, 64) == 32
+    n = 3960  # corpora/bears.txt less a 10% validation tail
+    B = fit_batch(n, 32, 64)
+    assert trained_chars(n, 32, 64) / n < 0.55  # what the requested batch would have trained on
+    assert trained_chars(n, B, 64) / n > 0.9 and B >= 16
 
 
 def test_a_short_corpus_trains_with_fewer_streams():
     text = "hello world, hello there\n"  # 25 characters; 24 for training with --val-frac 0.05 rounding to 1
     run = make_run(text, batch=32, seq=4, steps=3, val_frac=0.05)
-    assert run.tc.batch == 4 and run.per_epoch == 1
+    assert run.tc.batch == 1 and run.per_epoch == 5  # one stream covers 20 of 24 characters; 4 streams only 16
     assert [s.step for s in run.steps()] == [1, 2, 3]
 
 
