@@ -32,7 +32,7 @@ TEXT_KEYS = ("model_config", "train_config", "meta")
 RESERVED = ("format_version", *TEXT_KEYS, "vocab")
 MAX_CODE_POINT = 0x10FFFF
 TRAIN_HINT = "train one with `charrnn train CORPUS`"
-BAD_FILE_HINT = "retrain with `charrnn train CORPUS` or pass another -c PATH"
+BAD_FILE_HINT = "use another checkpoint, or train a new one with `charrnn train CORPUS`"
 
 
 class CheckpointError(Exception):

@@ -241,3 +241,8 @@ def test_missing_default_checkpoint_falls_back_to_the_bundled_model(ckpt_path, t
                                                      "--prefix", "hello"]).stdout
     notice = result.stderr.strip().splitlines()
     assert len(notice) == 1 and "bundled" in notice[0]
+
+
+def test_an_empty_stop_string_is_a_usage_error(ckpt_path):
+    result = cli(ckpt_path, "--stop", "")
+    assert result.exit_code == 2 and "--stop" in result.stderr and result.stdout == ""

@@ -29,6 +29,12 @@ BEAM_HELP = (
 )
 
 
+def _not_empty(value: str | None) -> str | None:
+    if value == "":
+        raise typer.BadParameter("an empty stop string would end every sample at once; leave --stop out instead")
+    return value
+
+
 def _top_p(value: float) -> float:
     if not 0.0 < value <= 1.0:
         raise typer.BadParameter(f"{value} is not in (0, 1]; 1 turns top-p off")
@@ -57,7 +63,7 @@ def sample(
     seed: int | None = typer.Option(None, "--seed", metavar="S", min=0, show_default=False,
                                     help="Same seed, same bytes out. Without it every run differs."),
     stop: str | None = typer.Option(
-        None, "--stop", metavar="STR", show_default=False,
+        None, "--stop", metavar="STR", show_default=False, callback=_not_empty,
         help=f"End a sample once the continuation has generated STR (STR is printed). {ESCAPES}"),
     num_samples: int = typer.Option(D.num_samples, "--num-samples", metavar="K", min=1,
                                     help="K samples, each starting again from the prefix."),
