@@ -1,7 +1,7 @@
 """The model: embedding -> L stacked recurrent cells -> linear decoder -> softmax cross-entropy.
 
 Shapes: N batch, T time, D embedding, H hidden, V vocabulary. Ids come in batch-first (N,T) as users and PyTorch's
-`batch_first=True` expect; inside, everything is time-major (T,N,·) (see cells.py).
+`batch_first=True` expect; inside, everything is time-major (T,N,·) (see charrnn/cells).
 
 Parameters are one flat dict under PyTorch's `state_dict` names (`embedding.weight`, `rnn.weight_ih_l0`, ...,
 `decoder.weight`, `decoder.bias`), so the same weights give the same logits here and in

@@ -145,7 +145,7 @@ def test_steps_of_one_chain_into_the_long_sequence(cell):
 @pytest.mark.parametrize("n, scale", [(1, 0.5), (3, 0.5), (1, 30.0)])
 def test_lstm_step_equals_the_loop_at_t_1_to_the_last_bit(dtype, n, scale):
     """lstm_forward at T = 1 takes `_lstm_step` (sampling); it must give the loop's every bit, cache included."""
-    from charrnn.cells import _lstm_loop, _lstm_step
+    from charrnn.cells.lstm import _lstm_loop, _lstm_step
 
     rng = np.random.default_rng(7)
     p = {k: rng.normal(0, scale, v.shape).astype(dtype) for k, v in init_params(rng, D, H, 4, dtype).items()}

@@ -1,0 +1,51 @@
+"""The vanilla RNN cell, forward and backward. Shapes: T time, N batch, D input, H hidden."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from charrnn.cells.common import _recurrent_weights, _project, _weight_grads, _input_grad
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vanilla RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
+
+
+class RNNCache(NamedTuple):
+    x: np.ndarray  # (T,N,D) inputs
+    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T
+    W_ih: np.ndarray  # (H,D)
+    W_hh: np.ndarray  # (H,H)
+
+
+def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, RNNCache]:
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
+    (h0,) = state
+    T, N, _ = x.shape
+    H = h0.shape[1]
+    hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H) h_0 .. h_T
+    hs[0] = h0
+    a = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H) pre-activations
+    _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=a)
+    _, W_hhT, _ = _recurrent_weights(p, T)  # (H,H)
+    hW = np.empty((N, H), dtype=x.dtype)  # (N,H)
+    for t in range(T):
+        np.matmul(hs[t], W_hhT, out=hW)
+        a[t] += hW
+        np.tanh(a[t], out=hs[t + 1])
+    return hs[1:], (hs[T],), RNNCache(x, hs, p["weight_ih"], p["weight_hh"]) if need_cache else None
+
+
+def rnn_backward(dhs: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, tuple, dict]:
+    """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
+    x, hs, W_ih, W_hh = cache
+    T = dhs.shape[0]
+    da = np.square(hs[1:])  # (T,N,H) becomes dLoss/d(pre-activation); tanh' = 1 - h²
+    np.subtract(1.0, da, out=da)
+    dh = np.zeros_like(hs[0])  # (N,H) gradient arriving at h_t from step t+1
+    for t in reversed(range(T)):
+        dh += dhs[t]
+        da[t] *= dh
+        np.matmul(da[t], W_hh, out=dh)
+    return _input_grad(da, W_ih), (dh,), _weight_grads(da, x, hs[:-1])
