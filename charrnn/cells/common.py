@@ -39,6 +39,18 @@ def _gate_scale_rows(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np
     return tuple(v[None] for v in _gate_scale(cell, H, dtype))
 
 
+@functools.lru_cache(maxsize=64)
+def _gate_scale_blocks(cell: str, H: int, N: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """`_gate_scale` as whole (G·H,N) arrays for the gate-major step, read-only, built once per shape.
+
+    Every column is the scale (offset) vector: elementwise against an equal-shape array is one contiguous pass
+    (~2.7 µs for 4H·N = 32,768 here), where a (G·H,1) column broadcast walks N-element rows (~8 µs).
+    """
+    scale, offset = (np.repeat(v[:, None], N, axis=1) for v in _gate_scale(cell, H, dtype))
+    scale.flags.writeable = offset.flags.writeable = False
+    return scale, offset
+
+
 def _recurrent_weights(p: dict, T: int, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
     """(W_ih (G·H,D), W_hh.T (H,G·H), prescaled) for a forward of T steps.
 
@@ -87,3 +99,22 @@ def _input_grad(da: np.ndarray, W_ih: np.ndarray) -> np.ndarray:
     """dx (T,N,D) = da (T,N,G·H) @ W_ih, one GEMM for all steps."""
     T, N, GH = da.shape
     return (da.reshape(T * N, GH) @ W_ih).reshape(T, N, -1)
+
+
+def _gm_weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray, dgh: np.ndarray | None = None) -> dict:
+    """`_weight_grads` for gate-major gradients: da (G·H,T·N) (column t·N + n is step t, sequence n), dgh the same
+    for the hidden part (defaults to da), x (T,N,D), h_prev (T,N,H) time-major. One GEMM per weight."""
+    dgh = da if dgh is None else dgh
+    M = da.shape[1]
+    db_ih = da.sum(axis=1)  # (G·H,)
+    return {
+        "weight_ih": da @ x.reshape(M, -1),  # (G·H,D)
+        "weight_hh": dgh @ h_prev.reshape(M, -1),  # (G·H,H)
+        "bias_ih": db_ih,
+        "bias_hh": db_ih.copy() if dgh is da else dgh.sum(axis=1),  # (G·H,) the same sum when dgh is da
+    }
+
+
+def _gm_input_grad(da: np.ndarray, W_ih: np.ndarray, T: int, N: int) -> np.ndarray:
+    """dx (T,N,D) = daᵀ @ W_ih for gate-major da (G·H,T·N), one GEMM for all steps."""
+    return (da.T @ W_ih).reshape(T, N, -1)
