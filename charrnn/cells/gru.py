@@ -1,5 +1,9 @@
 """The GRU cell (PyTorch's variant, r applied to W_hn h + b_hn), forward and backward. Shapes: T time,
-N batch, D input, H hidden."""
+N batch, D input, H hidden.
+
+Gate-major inside the time loop, as the LSTM (see charrnn/cells/lstm.py): a step's gates are one (3H,N) block,
+W_hh @ hᵀ, so the recurrent GEMM is the faster orientation and r, z, n, h are contiguous (H,N) blocks.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _gate_scale, _recurrent_weights, _project, _weight_grads, _input_grad
+from charrnn.cells.common import _gate_scale, _gm_input_grad
 
 # ----------------------------------------------------------------------------------------------------------------
 # GRU, exactly PyTorch's variant (r applied to the hidden projection, bias included):
@@ -17,9 +21,10 @@ from charrnn.cells.common import _gate_scale, _recurrent_weights, _project, _wei
 
 class GRUCache(NamedTuple):
     x: np.ndarray  # (T,N,D) inputs
-    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T
-    gates: np.ndarray  # (T,N,3H) r, z, n after their nonlinearities
-    ghn: np.ndarray  # (T,N,H) W_hn h + b_hn
+    hs: np.ndarray  # (T+1,N,H) h_0 .. h_T, time-major (the weight gradient's operand)
+    hsT: np.ndarray  # (T+1,H,N) the same, gate-major (the backward loop's operand)
+    gates: np.ndarray  # (T,3H,N) r, z, n after their nonlinearities
+    ghn: np.ndarray  # (T,H,N) W_hn h + b_hn
     W_ih: np.ndarray  # (3H,D)
     W_hh: np.ndarray  # (3H,H)
 
@@ -27,72 +32,91 @@ class GRUCache(NamedTuple):
 def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, GRUCache]:
     """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
     (h0,) = state
-    T, N, _ = x.shape
+    T, N, D = x.shape
     H = h0.shape[1]
-    hs = np.empty((T + 1, N, H), dtype=x.dtype)  # (T+1,N,H)
-    hs[0] = h0
-    scale, offset = _gate_scale("gru", H, x.dtype)  # (3H,) each: 1/2 and 1/2 on r, z; 1 and 0 on n
-    W_ih, W_hhT, prescaled = _recurrent_weights(p, T, scale)
+    hsT = np.empty((T + 1, H, N), dtype=x.dtype)  # (T+1,H,N)
+    hsT[0] = h0.T
+    s, _ = _gate_scale("gru", H, x.dtype)  # (3H,) 1/2 on r, z; 1 on n
+    # Per-call copies with r's and z's rows halved, so that their pre-activations come out as a/2 (exact), except
+    # at T = 1 (sampling), where copying the weights would cost more than the step: there r, z are halved after.
+    prescaled = T > 1
+    W_ih, W_hh = (p["weight_ih"] * s[:, None], p["weight_hh"] * s[:, None]) if prescaled else (p["weight_ih"], p["weight_hh"])
     bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
     bias[: 2 * H] += p["bias_hh"][: 2 * H]
-    xa = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) input part of r, z (halved) and n
-    _project(x, W_ih, bias * scale if prescaled else bias, out=xa)
-    gates = np.empty((T, N, 3 * H), dtype=x.dtype)  # (T,N,3H) r, z, n
-    ghn = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H)
-    b_hn = p["bias_hh"][2 * H :]  # (H,)
-    gh, tmp = np.empty((N, 3 * H), dtype=x.dtype), np.empty((N, H), dtype=x.dtype)
+    if prescaled:
+        bias *= s
+    xa = np.matmul(W_ih, x.transpose(0, 2, 1))  # (T,3H,N) input part of r, z (halved) and n, one block per step
+    xa += bias[:, None]
+    gates = np.empty((T, 3 * H, N), dtype=x.dtype)  # (T,3H,N) r, z, n
+    ghn = np.empty((T, H, N), dtype=x.dtype)  # (T,H,N)
+    b_hn = np.repeat(p["bias_hh"][2 * H :, None], N, axis=1)  # (H,N) in every column: an equal-shape add
+    gh, tmp = np.empty((3 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
     for t in range(T):
-        a = gates[t]  # (N,3H)
-        np.matmul(hs[t], W_hhT, out=gh)
-        # r and z are computed with whole-row passes, which also run over the n block (overwritten below): numpy
-        # is ~3x slower per element on the strided (N,2H) slice of an (N,3H) row than on the contiguous row.
-        np.add(xa[t], gh, out=a)
+        y = gates[t]  # (3H,N)
+        rz = y[: 2 * H]  # (2H,N) r and z, contiguous
+        np.matmul(W_hh, hsT[t], out=gh)
+        np.add(xa[t, : 2 * H], gh[: 2 * H], out=rz)
         if not prescaled:
-            a *= scale
-        np.tanh(a, out=a)
-        a *= scale
-        a += offset
-        r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
-        np.add(gh[:, 2 * H :], b_hn, out=ghn[t])
+            rz *= 0.5
+        np.tanh(rz, out=rz)
+        rz *= 0.5
+        rz += 0.5  # σ(a) = (1 + tanh(a/2)) / 2
+        r, z, n = y[:H], y[H : 2 * H], y[2 * H :]
+        np.add(gh[2 * H :], b_hn, out=ghn[t])
         np.multiply(r, ghn[t], out=tmp)
-        tmp += xa[t, :, 2 * H :]
+        tmp += xa[t, 2 * H :]
         np.tanh(tmp, out=n)
-        np.subtract(hs[t], n, out=tmp)  # h' = n + z ∗ (h - n)
+        np.subtract(hsT[t], n, out=tmp)  # h' = n + z ∗ (h - n)
         tmp *= z
-        np.add(n, tmp, out=hs[t + 1])
-    return hs[1:], (hs[T],), GRUCache(x, hs, gates, ghn, p["weight_ih"], p["weight_hh"]) if need_cache else None
+        np.add(n, tmp, out=hsT[t + 1])
+    hs = np.ascontiguousarray(hsT.transpose(0, 2, 1))  # (T+1,N,H) time-major again
+    cache = GRUCache(x, hs, hsT, gates, ghn, p["weight_ih"], p["weight_hh"]) if need_cache else None
+    return hs[1:], (hs[T],), cache
 
 
 def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:
     """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
-    x, hs, gates, ghn, W_ih, W_hh = cache
+    x, hs, hsT, gates, ghn, W_ih, W_hh = cache
     T, N, H = dhs.shape
-    shift = np.zeros(3 * H, dtype=dhs.dtype)  # (3H,) 0 on r, z and 1 on n: (1 - y)(y + shift) is σ' or tanh'
+    dhsT = np.ascontiguousarray(dhs.transpose(0, 2, 1))  # (T,H,N)
+    shift = np.zeros((3 * H, N), dtype=dhs.dtype)  # 0 on r, z and 1 on n: (1 - y)(y + shift) is σ' or tanh'
     shift[2 * H :] = 1.0
-    dxa = np.empty_like(gates)  # (T,N,3H) dLoss/d(input part of r, z, n)
-    dgh = np.empty_like(dxa)  # (T,N,3H) dLoss/d(hidden part W_hh h + b_hh)
-    dh = np.zeros((N, H), dtype=dhs.dtype)  # (N,H) arriving at h_t from step t+1
-    tmp, hW = np.empty((N, H), dtype=dhs.dtype), np.empty((N, H), dtype=dhs.dtype)
-    local = np.empty((N, 3 * H), dtype=dhs.dtype)  # (N,3H)
+    # For all steps, (·,T·N), step t's (·,N) block in columns t·N .. t·N+N (see lstm_backward):
+    dxa = np.empty((3 * H, T * N), dtype=dhs.dtype)  # dLoss/d(input part of r, z, n)
+    dghn = np.empty((H, T * N), dtype=dhs.dtype)  # dLoss/d(W_hn h + b_hn); for r, z the hidden part's is dxa's
+    dh = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at h_t from step t+1
+    tmp, hW = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)
+    local, dl = np.empty((3 * H, N), dtype=dhs.dtype), np.empty((3 * H, N), dtype=dhs.dtype)
+    dar, daz, dan = dl[:H], dl[H : 2 * H], dl[2 * H :]
+    W_hhT = W_hh.T  # (H,3H) a view
     for t in reversed(range(T)):
-        y = gates[t]  # (N,3H) r, z, n
-        r, z, n = y[:, :H], y[:, H : 2 * H], y[:, 2 * H :]
-        dar, daz, dan = dxa[t, :, :H], dxa[t, :, H : 2 * H], dxa[t, :, 2 * H :]
+        y = gates[t]  # (3H,N) r, z, n
+        r, z, n = y[:H], y[H : 2 * H], y[2 * H :]
         np.subtract(1.0, y, out=local)  # local derivatives per step, while the step's gates are in cache (LSTM)
-        np.add(y, shift, out=dxa[t])
-        dxa[t] *= local
-        dh += dhs[t]  # total gradient at h_t
+        np.add(y, shift, out=dl)
+        dl *= local
+        dh += dhsT[t]  # total gradient at h_t
         np.subtract(1.0, z, out=tmp)  # dn = dh ∗ (1 - z)
         tmp *= dh
         dan *= tmp
-        np.subtract(hs[t], n, out=tmp)  # dz = dh ∗ (h - n)
+        np.subtract(hsT[t], n, out=tmp)  # dz = dh ∗ (h - n)
         tmp *= dh
         daz *= tmp
         np.multiply(dan, ghn[t], out=tmp)  # dr = dan ∗ (W_hn h + b_hn)
         dar *= tmp
-        dgh[t, :, : 2 * H] = dxa[t, :, : 2 * H]
-        np.multiply(dan, r, out=dgh[t, :, 2 * H :])
+        cols = slice(t * N, (t + 1) * N)
+        dxa[:, cols] = dl
+        dan *= r  # dl is now dLoss/d(hidden part): r's and z's are their input part's, n's is r ∗ dan
+        dghn[:, cols] = dan
         dh *= z  # to h_{t-1}: directly through z ∗ h, and through the hidden projection
-        np.matmul(dgh[t], W_hh, out=hW)
+        np.matmul(W_hhT, dl, out=hW)
         dh += hW
-    return _input_grad(dxa, W_ih), (dh,), _weight_grads(dxa, x, hs[:-1], dgh)
+    db_ih = dxa.sum(axis=1)  # (3H,)
+    h_prev = hs[:-1].reshape(T * N, H)  # (T·N,H)
+    grads = {
+        "weight_ih": dxa @ x.reshape(T * N, -1),  # (3H,D)
+        "weight_hh": np.concatenate((dxa[: 2 * H] @ h_prev, dghn @ h_prev)),  # (3H,H)
+        "bias_ih": db_ih,
+        "bias_hh": np.concatenate((db_ih[: 2 * H], dghn.sum(axis=1))),  # (3H,)
+    }
+    return _gm_input_grad(dxa, W_ih, T, N), (np.ascontiguousarray(dh.T),), grads
