@@ -32,13 +32,6 @@ def _gate_scale(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndar
     return scale, offset
 
 
-@functools.lru_cache(maxsize=None)
-def _gate_scale_rows(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """`_gate_scale` as (1,G·H) rows. At N = 1 an (N,G·H) ∘ (1,G·H) ufunc call costs ~1.1 µs and an
-    (N,G·H) ∘ (G·H,) one ~1.55 µs (numpy's broadcasting setup for unequal ndim); same values, same results."""
-    return tuple(v[None] for v in _gate_scale(cell, H, dtype))
-
-
 @functools.lru_cache(maxsize=64)
 def _gate_scale_blocks(cell: str, H: int, N: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """`_gate_scale` as whole (G·H,N) arrays for the gate-major step, read-only, built once per shape.

@@ -40,7 +40,9 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     # Per-call copies with r's and z's rows halved, so that their pre-activations come out as a/2 (exact), except
     # at T = 1 (sampling), where copying the weights would cost more than the step: there r, z are halved after.
     prescaled = T > 1
-    W_ih, W_hh = (p["weight_ih"] * s[:, None], p["weight_hh"] * s[:, None]) if prescaled else (p["weight_ih"], p["weight_hh"])
+    W_ih, W_hh = p["weight_ih"], p["weight_hh"]  # (3H,D), (3H,H)
+    if prescaled:
+        W_ih, W_hh = W_ih * s[:, None], W_hh * s[:, None]
     bias = p["bias_ih"].copy()  # (3H,) b_hr and b_hz join the input side; b_hn must stay inside r ∗ (...)
     bias[: 2 * H] += p["bias_hh"][: 2 * H]
     if prescaled:
