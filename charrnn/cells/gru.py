@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _gate_scale, _gm_input_grad
+from charrnn.cells.common import _gate_scale, _gm_input_grad, _odd_pitch
 
 # ----------------------------------------------------------------------------------------------------------------
 # GRU, exactly PyTorch's variant (r applied to the hidden projection, bias included):
@@ -84,8 +84,8 @@ def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, d
     shift = np.zeros((3 * H, N), dtype=dhs.dtype)  # 0 on r, z and 1 on n: (1 - y)(y + shift) is σ' or tanh'
     shift[2 * H :] = 1.0
     # For all steps, (·,T·N), step t's (·,N) block in columns t·N .. t·N+N (see lstm_backward):
-    dxa = np.empty((3 * H, T * N), dtype=dhs.dtype)  # dLoss/d(input part of r, z, n)
-    dghn = np.empty((H, T * N), dtype=dhs.dtype)  # dLoss/d(W_hn h + b_hn); for r, z the hidden part's is dxa's
+    dxa = _odd_pitch(3 * H, T * N, dhs.dtype)  # dLoss/d(input part of r, z, n)
+    dghn = _odd_pitch(H, T * N, dhs.dtype)  # dLoss/d(W_hn h + b_hn); for r, z the hidden part's is dxa's
     dh = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at h_t from step t+1
     tmp, hW = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)
     local, dl = np.empty((3 * H, N), dtype=dhs.dtype), np.empty((3 * H, N), dtype=dhs.dtype)

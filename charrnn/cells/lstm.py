@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _gate_scale, _gate_scale_blocks, _gm_weight_grads, _gm_input_grad
+from charrnn.cells.common import _gate_scale, _gate_scale_blocks, _gm_input_grad, _gm_weight_grads, _odd_pitch
 
 # ----------------------------------------------------------------------------------------------------------------
 # LSTM, PyTorch's gate order i, f, g, o:
@@ -114,7 +114,7 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, tuple,
     shift = 1.0 - 2.0 * offset  # (4H,N) 0 on i, f, o and 1 on g: (1 - y)(y + shift) is σ' = y(1-y) or tanh' = 1 - y²
     # dLoss/d(pre-activation) for all steps, (4H,T·N): step t's (4H,N) block is columns t·N .. t·N+N, so the
     # weight gradients after the loop are one plain GEMM each; BLAS reads a block through its leading dimension.
-    da = np.empty((4 * H, T * N), dtype=dhs.dtype)
+    da = _odd_pitch(4 * H, T * N, dhs.dtype)
     dh = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at h_t from step t+1
     dc = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at c_t from step t+1
     dgate, local, dl = (np.empty((4 * H, N), dtype=dhs.dtype) for _ in range(3))
