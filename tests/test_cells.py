@@ -161,3 +161,16 @@ def test_lstm_step_equals_the_loop_at_t_1_to_the_last_bit(dtype, n, scale):
         again = _lstm_loop(x, loop[1], p)
         for a, b in zip([chained[0], *chained[1]], [again[0], *again[1]]):
             np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cols", [1, 7, 16, 2048, 2049])
+def test_odd_pitch_buffers_are_plain_arrays_with_an_odd_line_pitch(dtype, cols):
+    """The gate-major gradient buffers: the requested shape, rows an odd number of 64-byte lines apart, no overlap."""
+    from charrnn.cells.common import _odd_pitch
+
+    a = _odd_pitch(5, cols, dtype)
+    assert a.shape == (5, cols) and a.dtype == dtype and a.strides[1] == a.itemsize
+    assert a.strides[0] % 64 == 0 and (a.strides[0] // 64) % 2 == 1 and a.strides[0] >= cols * a.itemsize
+    a[...] = np.arange(5)[:, None]  # rows must not share memory
+    np.testing.assert_array_equal(a, np.broadcast_to(np.arange(5, dtype=dtype)[:, None], (5, cols)))
