@@ -98,10 +98,42 @@ def test_failed_save_leaves_old_checkpoint_and_no_temp_file(tmp_path, monkeypatc
             f.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(checkpoint.np if target == "savez" else checkpoint.os, target, boom)
+    monkeypatch.setattr(np if target == "savez" else os, target, boom)
     with pytest.raises(OSError, match="disk full"):
         save(path, make_ckpt(seed=2))
     monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+def test_a_hard_exit_mid_save_leaves_the_old_checkpoint_and_no_temp_file(tmp_path):
+    """A second Ctrl-C during `charrnn train`'s save calls discard_temp_files() and then os._exit, which skips
+    save's own clean-up: in a real process, the old file must survive byte for byte and no temp file remain."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "model.npz"
+    save(path, make_ckpt(seed=1))
+    before = path.read_bytes()
+    script = f"""
+import os, sys
+import numpy as np
+sys.path.insert(0, {os.path.dirname(__file__)!r})
+from test_checkpoint import make_ckpt
+from charrnn import checkpoint
+
+def interrupted(f, *args, **kwargs):  # half a file written, then the second Ctrl-C's handler runs
+    f.write(b"half a checkpoint")
+    f.flush()
+    assert any(name.endswith(".tmp") for name in os.listdir({str(tmp_path)!r}))
+    checkpoint.discard_temp_files()
+    os._exit(130)
+
+np.savez = interrupted
+checkpoint.save({str(path)!r}, make_ckpt(seed=2))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 130, done.stderr
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
 

@@ -97,14 +97,19 @@ def _hash(text: str) -> str:
 
 
 class _Interrupt:
-    """First Ctrl-C: finish the step, save, exit 130. Second: exit at once, the checkpoint on disk untouched."""
+    """First Ctrl-C: finish the step, save, exit 130. Second: exit at once, the checkpoint on disk untouched and
+    the temp file of a save in progress removed."""
 
     def __init__(self):
+        from charrnn.checkpoint import discard_temp_files
+
+        self.discard_temp_files = discard_temp_files
         self.requested = False
         self.previous = signal.signal(signal.SIGINT, self)
 
     def __call__(self, signum, frame):
         if self.requested:
+            self.discard_temp_files()
             os._exit(130)
         self.requested = True
         # os.write, not print: the signal may land inside a print to stderr, and print is not reentrant

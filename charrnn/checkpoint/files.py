@@ -1,16 +1,4 @@
-"""Checkpoints: one versioned, pickle-free `.npz` per model, written atomically and validated on load.
-
-Keys in the file (see CLI.md, "Checkpoint"):
-    format_version        () int64
-    model_config          () str, JSON of ModelConfig
-    train_config          () str, JSON of TrainConfig
-    meta                  () str, JSON: step, seed, best_val_loss, history, corpus hash, rng state, ...
-    vocab                 (V,) uint32 code points, sorted, unique
-    <param name>          PyTorch state_dict names and shapes, config.param_shapes; one float dtype for all
-    resume/<key>          training state (any non-object arrays)
-Simplification chosen on purpose: the file is the whole truth; nothing is pickled, so every array is read with
-`allow_pickle=False`, and every failure to read or validate becomes a one-line CheckpointError with a hint.
-"""
+"""Checkpoint files: written atomically (temp file, fsync, os.replace), read without pickle, validated on load."""
 
 from __future__ import annotations
 
@@ -19,130 +7,25 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from charrnn import config
+from charrnn.checkpoint.record import (BAD_FILE_HINT, FORMAT_VERSION, RESERVED, RESUME_PREFIX, TEXT_KEYS, TRAIN_HINT,
+                                       Checkpoint, CheckpointError, _first_problem)
 from charrnn.config import ModelConfig, TrainConfig
 
-FORMAT_VERSION = 1
-RESUME_PREFIX = "resume/"
-TEXT_KEYS = ("model_config", "train_config", "meta")
-RESERVED = ("format_version", *TEXT_KEYS, "vocab")
-MAX_CODE_POINT = 0x10FFFF
-TRAIN_HINT = "train one with `charrnn train CORPUS`"
-BAD_FILE_HINT = "use another checkpoint, or train a new one with `charrnn train CORPUS`"
-
-
-class CheckpointError(Exception):
-    """A checkpoint that cannot be read, validated or written. The message is one line: what is wrong, what to do."""
-
-    def __init__(self, message: str):
-        super().__init__(" ".join(str(message).splitlines()))
-
-
-@dataclass
-class Checkpoint:
-    """Everything needed to sample, evaluate and resume. `resume` keys carry no "resume/" prefix."""
-
-    model_config: ModelConfig
-    train_config: TrainConfig
-    vocab: np.ndarray  # (V,) uint32 code points, sorted, unique
-    params: dict[str, np.ndarray]  # weights for sample/eval, PyTorch names
-    resume: dict[str, np.ndarray] = field(default_factory=dict)
-    meta: dict = field(default_factory=dict)
-    version: int = FORMAT_VERSION
-
-
-# ---------------------------------------------------------------------------------------------- validation
-
-
-def _config_problem(mc, tc) -> str | None:
-    """The first thing wrong with the two configs, or None."""
-    if not isinstance(mc, ModelConfig) or not isinstance(tc, TrainConfig):
-        return "model_config/train_config must be ModelConfig/TrainConfig"
-    if mc.cell not in config.CELL_NAMES:
-        return f"unknown cell {mc.cell!r} (known: {', '.join(config.CELL_NAMES)})"
-    for name in ("vocab_size", "embed", "hidden", "layers"):
-        value = getattr(mc, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"model_config.{name} must be a positive integer, got {value!r}"
-    if not isinstance(mc.dropout, (int, float)) or not 0.0 <= mc.dropout < 1.0:
-        return f"model_config.dropout must be in [0, 1), got {mc.dropout!r}"
-    for name, known in (("optimizer", config.OPTIMIZER_NAMES), ("schedule", config.SCHEDULE_NAMES),
-                        ("dtype", config.DTYPE_NAMES)):
-        if getattr(tc, name) not in known:
-            return f"unknown train_config.{name} {getattr(tc, name)!r} (known: {', '.join(known)})"
-    return None
-
-
-def _vocab_problem(vocab, vocab_size: int) -> str | None:
-    """The first thing wrong with the vocabulary: (V,) uint32, strictly increasing, V = vocab_size, <= U+10FFFF."""
-    if not isinstance(vocab, np.ndarray) or vocab.ndim != 1 or vocab.dtype != np.uint32:
-        found = f"{vocab.dtype} {vocab.shape}" if isinstance(vocab, np.ndarray) else type(vocab).__name__
-        return f"vocab must be a 1-D uint32 array, found {found}"
-    if len(vocab) != vocab_size:
-        return f"vocab has {len(vocab)} code points but model_config.vocab_size is {vocab_size}"
-    if np.any(vocab[1:] <= vocab[:-1]):
-        return "vocab is not sorted and unique"
-    if int(vocab.max()) > MAX_CODE_POINT:
-        return f"vocab holds {int(vocab.max()):#x}, beyond the last Unicode code point {MAX_CODE_POINT:#x}"
-    return None
-
-
-def _param_problem(params, mc: ModelConfig) -> str | None:
-    """The first thing wrong with the parameters: exactly config.param_shapes(mc), one float dtype, all finite."""
-    if not isinstance(params, dict):
-        return "params must be a dict of arrays"
-    expected = config.param_shapes(mc)
-    sizes = f"a {mc.layers}-layer {mc.cell} (embed {mc.embed}, hidden {mc.hidden}, vocab {mc.vocab_size})"
-    for name, shape in expected.items():
-        if name not in params:
-            return f"missing parameter {name!r} (expected shape {shape} for {sizes})"
-        if not isinstance(params[name], np.ndarray) or params[name].shape != shape:
-            found = getattr(params[name], "shape", type(params[name]).__name__)
-            return f"parameter {name!r} has shape {found}, expected {shape} for {sizes}"
-    extra = [name for name in params if name not in expected]
-    if extra:
-        return f"unexpected parameter {extra[0]!r} for {sizes}"
-    dtype = params["embedding.weight"].dtype
-    if dtype not in (np.float32, np.float64):
-        return f"parameters must be float32 or float64, found {dtype}"
-    for name, p in params.items():
-        if p.dtype != dtype:
-            return f"parameter {name!r} is {p.dtype} but 'embedding.weight' is {dtype}; all must share one dtype"
-        if not np.all(np.isfinite(p)):
-            return f"parameter {name!r} holds NaN or infinite values"
-    return None
-
-
-def _state_problem(resume, meta) -> str | None:
-    """The first thing wrong with the training state (string keys, non-object arrays) or meta (a dict)."""
-    if not isinstance(resume, dict):
-        return "resume must be a dict of arrays"
-    for key, value in resume.items():
-        if not isinstance(key, str) or not key:
-            return f"resume key {key!r} must be a non-empty string"
-        if not isinstance(value, np.ndarray) or value.dtype.hasobject:
-            return f"resume[{key!r}] must be a numeric or string ndarray (no Python objects)"
-    if not isinstance(meta, dict):
-        return f"meta must be a dict, got {type(meta).__name__}"
-    return None
-
-
-def _first_problem(ckpt: Checkpoint) -> str | None:
-    """The first thing wrong with `ckpt`, or None: the same checks guard save and load."""
-    mc = ckpt.model_config
-    return (
-        _config_problem(mc, ckpt.train_config)
-        or _vocab_problem(ckpt.vocab, mc.vocab_size)
-        or _param_problem(ckpt.params, mc)
-        or _state_problem(ckpt.resume, ckpt.meta)
-    )
-
-
 # ------------------------------------------------------------------------------------------------- saving
+
+_IN_FLIGHT: set[str] = set()  # temp files of saves in progress (see discard_temp_files)
+
+
+def discard_temp_files() -> None:
+    """Remove the temp files of saves in progress, for a caller about to leave with os._exit (a second Ctrl-C
+    during a save): os._exit skips save's own clean-up. The checkpoint at the target path is never touched."""
+    for tmp in list(_IN_FLIGHT):
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _json_default(obj):
@@ -208,6 +91,7 @@ def save(path, ckpt: Checkpoint) -> None:
     os.makedirs(directory, exist_ok=True)
     mode = _file_mode(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    _IN_FLIGHT.add(tmp)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -220,10 +104,9 @@ def save(path, ckpt: Checkpoint) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
     _fsync_dir(directory)
-
-
-# ------------------------------------------------------------------------------------------------ loading
 
 
 def _read(path: str) -> dict[str, np.ndarray]:
