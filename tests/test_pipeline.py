@@ -171,6 +171,22 @@ def test_a_stdout_that_cannot_be_written_is_one_error_line(corpus, tmp_path):
         assert p.returncode == 1 and "No space left" in assert_one_error_line(p.stderr.decode()), args
 
 
+@pytest.mark.parametrize("closed", ["stderr", "stdout and stderr"])
+def test_train_whose_readers_are_gone_still_trains_and_saves(closed, corpus, tmp_path):
+    """`charrnn train ... 2>&1 | head -1`: chatter stops when nobody reads it, the run and the save do not."""
+    out = tmp_path / "m.npz"
+    r, w = os.pipe()
+    os.close(r)  # every write to w now fails with EPIPE, as after `| head` has exited
+    stdout = w if closed == "stdout and stderr" else subprocess.PIPE
+    p = subprocess.run(charrnn_cmd("train", corpus, "-o", out, *TINY, "--steps", "30", "--eval-every", "10"),
+                       stdout=stdout, stderr=w, env=ENV, timeout=120)
+    os.close(w)
+    assert p.returncode == 0
+    assert load(out).meta["step"] == 30
+    if closed == "stderr":
+        assert p.stdout.decode().strip() == str(out)
+
+
 def test_an_out_that_is_not_a_regular_file_is_never_replaced(corpus, tmp_path):
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)

@@ -32,8 +32,11 @@ CHECKPOINT_HELP = (f"Checkpoint to read (default {DEFAULT_CHECKPOINT}; without i
 
 
 def say(message: str) -> None:
-    """One line of chatter on stderr."""
-    print(message, file=sys.stderr, flush=True)
+    """One line of chatter on stderr. If its reader is gone (`2>&1 | head`), chatter stops and the work goes on."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except BrokenPipeError:
+        quiet_stderr()
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -128,6 +131,15 @@ def set_threads(threads: int | None) -> None:
     if threads:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(threads)
+
+
+def quiet_stderr() -> None:
+    """After a closed pipe on stderr: point it at /dev/null, so later chatter (and the exit flush) goes nowhere."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stderr.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def quiet_stdout() -> None:

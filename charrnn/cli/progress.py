@@ -6,7 +6,7 @@ import math
 import sys
 import time
 
-from charrnn.cli.common import say
+from charrnn.cli.common import quiet_stderr, say
 
 PLAIN_EVERY = 5.0  # seconds between plain progress lines when stderr is not a terminal
 
@@ -77,7 +77,10 @@ def summary(rows: list[tuple[str, str]]) -> None:
     table.add_column()
     for name, value in rows:
         table.add_row(name, value)
-    Console(stderr=True, highlight=False).print(table)
+    try:
+        Console(stderr=True, highlight=False).print(table)
+    except BrokenPipeError:  # nobody reads stderr any more: the checkpoint and the path on stdout still count
+        quiet_stderr()
 
 
 __all__ = ["Progress", "summary", "_bits", "_duration"]

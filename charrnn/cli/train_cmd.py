@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import math
@@ -13,7 +14,8 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import app, fail, parse_duration, read_text, say, set_threads, text_argument
+from charrnn.cli.common import (app, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
+                                text_argument)
 from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_STEPS, DTYPE_NAMES, OPTIMIZER_NAMES,
                             SCHEDULE_NAMES, ModelConfig, TrainConfig)
 
@@ -113,7 +115,8 @@ class _Interrupt:
             os._exit(130)
         self.requested = True
         # os.write, not print: the signal may land inside a print to stderr, and print is not reentrant
-        os.write(2, b"\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)\n")
+        with contextlib.suppress(OSError):  # stderr's reader may be gone; the save must still happen
+            os.write(2, b"\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)\n")
 
     def restore(self):
         signal.signal(signal.SIGINT, self.previous)
@@ -185,7 +188,10 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
         again = f"charrnn train {shlex.quote(corpus)} -o {shlex.quote(str(out))} --resume"
         say(f"saved a resumable checkpoint to {out}; continue with: {again}")
         raise typer.Exit(130)
-    print(out, flush=True)
+    try:
+        print(out, flush=True)
+    except BrokenPipeError:  # the reader of stdout is gone: the checkpoint is saved, so this is still a success
+        quiet_stdout()
 
 
 @app.command()
