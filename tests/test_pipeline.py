@@ -98,6 +98,17 @@ def test_help_does_not_import_numpy(args):
     assert b"import time:" in p.stderr and b"numpy" not in p.stderr
 
 
+def test_start_up_imports_no_heavy_extras(corpus, tmp_path):
+    """`charrnn sample` loads numpy, typer, rich and the core: not pydantic (typer 0.29 would), not torch."""
+    out = tmp_path / "m.npz"
+    assert run("train", corpus, "-o", out, *TINY, "--steps", "2")[0] == 0
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "charrnn", "sample", "-c", out, "-n", "5"],
+                       capture_output=True, env=ENV, timeout=60)
+    assert p.returncode == 0 and b"import time:" in p.stderr
+    modules = {line.split(b"|")[-1].strip() for line in p.stderr.splitlines() if line.startswith(b"import time:")}
+    assert b"numpy" in modules and not {b"pydantic", b"torch"} & modules
+
+
 # ------------------------------------------------------------------------------------ train in a real process
 
 
