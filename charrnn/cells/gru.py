@@ -47,17 +47,17 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     bias[: 2 * H] += p["bias_hh"][: 2 * H]
     if prescaled:
         bias *= s
-    xa = np.matmul(W_ih, x.transpose(0, 2, 1))  # (T,3H,N) input part of r, z (halved) and n, one block per step
-    xa += bias[:, None]
-    gates = np.empty((T, 3 * H, N), dtype=x.dtype)  # (T,3H,N) r, z, n
+    # The input part of r, z (halved) and n, one block per step; the loop turns each block into r, z, n in place.
+    gates = np.matmul(W_ih, x.transpose(0, 2, 1))  # (T,3H,N)
+    gates += np.repeat(bias[:, None], N, axis=1)  # (3H,N) block: ~3x faster than broadcasting a (3H,1) column
     ghn = np.empty((T, H, N), dtype=x.dtype)  # (T,H,N)
     b_hn = np.repeat(p["bias_hh"][2 * H :, None], N, axis=1)  # (H,N) in every column: an equal-shape add
     gh, tmp = np.empty((3 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
     for t in range(T):
-        y = gates[t]  # (3H,N)
+        y = gates[t]  # (3H,N) the input part, then r, z, n
         rz = y[: 2 * H]  # (2H,N) r and z, contiguous
         np.matmul(W_hh, hsT[t], out=gh)
-        np.add(xa[t, : 2 * H], gh[: 2 * H], out=rz)
+        rz += gh[: 2 * H]
         if not prescaled:
             rz *= 0.5
         np.tanh(rz, out=rz)
@@ -66,7 +66,7 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
         r, z, n = y[:H], y[H : 2 * H], y[2 * H :]
         np.add(gh[2 * H :], b_hn, out=ghn[t])
         np.multiply(r, ghn[t], out=tmp)
-        tmp += xa[t, 2 * H :]
+        tmp += n  # n's input part, still in the block
         np.tanh(tmp, out=n)
         np.subtract(hsT[t], n, out=tmp)  # h' = n + z ∗ (h - n)
         tmp *= z
