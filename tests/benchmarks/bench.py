@@ -2,9 +2,12 @@
 
     python tests/benchmarks/bench.py                 # everything, 2 threads, the table on stdout
     python tests/benchmarks/bench.py --only lstm --repeats 9
+    python tests/benchmarks/bench.py --steps 4 --chars 300 --one-process    # the method of the first tables
 
-Each workload builds a charrnn runner and a PyTorch runner, warms both up, then times them interleaved
-(A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range of chars/s
+Each workload builds a charrnn runner and a PyTorch runner, each in its own worker process (so neither side's
+memory allocator, page faults or threads disturb the other's: in one shared process every charrnn round began
+with ~3,000 page faults, ~25 ms, from the heap torch's round had just reshaped), warms both up, then times them
+interleaved (A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range of chars/s
 and the ratio charrnn/torch: the median over rounds of the ratio within each round, so that a burst of load from
 elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer steps: forward, backward, global-norm clip,
 Adam update, hidden state carried across contiguous batches. Sampling speed is batch 1, one character at a time
@@ -17,6 +20,9 @@ This file is a script, not a test: pytest does not collect it (its name does not
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
+import multiprocessing
 import os
 import platform
 import statistics
@@ -40,8 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="UTF-8 text to train on (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads for both sides (default: 2)")
     ap.add_argument("--repeats", type=int, default=9, help="timed rounds per side and workload (default: 9)")
-    ap.add_argument("--steps", type=int, default=4, help="optimizer steps per timed round (default: 4)")
-    ap.add_argument("--chars", type=int, default=300, help="characters sampled per timed round (default: 300)")
+    # Rounds long enough (~1 s of training, 3,000 characters) that the slow start after each pause (cold caches,
+    # sleeping BLAS threads, clock ramp-up: ~15-25 ms) weighs a few per cent, as in a real run, which never pauses.
+    ap.add_argument("--steps", type=int, default=16, help="optimizer steps per timed round (default: 16)")
+    ap.add_argument("--chars", type=int, default=3000, help="characters sampled per timed round (default: 3000)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed rounds per side before timing (default: 2)")
     ap.add_argument("--pause", type=float, default=0.3,
                     help="seconds of sleep before every timed round, so that the other side's BLAS / OpenMP worker "
@@ -50,6 +58,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
     ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and draws (default: 0)")
+    ap.add_argument("--one-process", action="store_true",
+                    help="run both sides in this process instead of one worker process each (the method before "
+                         "2026-11-24: torch's allocations then cost charrnn page faults at the start of each round)")
     return ap.parse_args(argv)
 
 
@@ -111,6 +122,8 @@ class CharrnnTrain:
 class CharrnnSample:
     """Batch-1 sampling as `charrnn sample` does it: one long charrnn.sample.generate stream, temperature 1."""
 
+    how = "charrnn.sample.generate"
+
     def __init__(self, mc, vocab, seed: int):
         import itertools
 
@@ -124,7 +137,6 @@ class CharrnnSample:
         params = model.init_params(mc, rng, np.float32)
         cfg = SampleConfig(length=10**12, temperature=1.0)  # never ends: every round continues the same stream
         self.chars = sample.generate(params, mc, vocab, "\n", cfg, rng)
-        self.how = "charrnn.sample.generate"
 
     def run(self, n: int) -> int:
         return sum(1 for _ in self.islice(self.chars, n))
@@ -229,16 +241,88 @@ def measure(runners: list, n: int, repeats: int, warmup: int, pause: float) -> l
     """
     for _ in range(warmup):
         for r in runners:
-            r.run(n)
+            r.timed(n)
     rates = [[] for _ in runners]
     for k in range(repeats):
         order = range(len(runners)) if k % 2 == 0 else reversed(range(len(runners)))
         for i in order:
             time.sleep(pause)
-            t0 = time.perf_counter()
-            chars = runners[i].run(n)
-            rates[i].append(chars / (time.perf_counter() - t0))
+            chars, seconds = runners[i].timed(n)
+            rates[i].append(chars / seconds)
     return rates
+
+
+def timed(runner, n: int) -> tuple[int, float]:
+    """(chars, seconds) of one round of `runner.run(n)`, timed around the call."""
+    t0 = time.perf_counter()
+    chars = runner.run(n)
+    return chars, time.perf_counter() - t0
+
+
+class Local:
+    """A runner in this process (`--one-process`)."""
+
+    def __init__(self, runner):
+        self.runner = runner
+
+    def timed(self, n: int) -> tuple[int, float]:
+        return timed(self.runner, n)
+
+    def close(self) -> None:
+        pass
+
+
+def make_runner(side: str, name: str, args: argparse.Namespace):
+    """The runner for one side ("charrnn" or "torch") of one workload; imports numpy (and torch) on first use."""
+    sys.path.insert(0, str(ROOT))
+    from charrnn import data
+
+    text = args.corpus.read_text(encoding="utf-8")
+    vocab = data.Vocab.from_text(text)
+    mc, tc = model_and_train_config(name, len(vocab))
+    train_ids, _ = data.split(vocab.encode(text), tc.val_frac)
+    if side == "torch":
+        import torch
+
+        torch.set_num_threads(args.threads)
+        if name == "sample":
+            return TorchSample(torch, mc, args.seed)
+        return TorchTrain(torch, mc, tc, train_ids, args.seed)
+    if name == "sample":
+        return CharrnnSample(mc, vocab, args.seed)
+    return CharrnnTrain(mc, tc, train_ids, args.seed)
+
+
+def _serve(conn, side: str, name: str, args: argparse.Namespace) -> None:
+    """A worker process: build the runner, then answer ("run", n) with (chars, seconds) until ("stop",)."""
+    runner = make_runner(side, name, args)
+    conn.send("ready")
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            return
+        conn.send(timed(runner, msg[1]))
+
+
+class Remote:
+    """A runner in a worker process of its own: its own heap, BLAS / OpenMP threads and page tables. The thread
+    variables set by set_threads are inherited; the child is spawned, so it imports numpy (and torch) afresh."""
+
+    def __init__(self, side: str, name: str, args: argparse.Namespace):
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, side, name, args), daemon=True)
+        self.proc.start()
+        if self.conn.recv() != "ready":
+            raise RuntimeError(f"the {side} worker for {name} did not start")
+
+    def timed(self, n: int) -> tuple[int, float]:
+        self.conn.send(("run", n))
+        return self.conn.recv()
+
+    def close(self) -> None:
+        self.conn.send(("stop",))
+        self.proc.join(timeout=30)
 
 
 def fmt(rates: list[float]) -> str:
@@ -253,7 +337,7 @@ def describe(name: str, mc, tc) -> str:
     return f"{label}: {what} B{tc.batch} T{tc.seq} {tc.optimizer} clip {tc.clip:g}"
 
 
-def machine(np, torch, threads: int) -> list[str]:
+def machine(np, torch_version: str | None, threads: int) -> list[str]:
     cpu = platform.processor() or "?"
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
@@ -267,7 +351,7 @@ def machine(np, torch, threads: int) -> list[str]:
         pass
     lines = [f"CPU: {cpu}, {os.cpu_count()} cores; threads: {threads}",
              f"Python {platform.python_version()}, numpy {np.__version__} ({blas})"]
-    lines.append(f"torch {torch.__version__}" if torch else "torch: not measured (--no-torch, or not installed)")
+    lines.append(f"torch {torch_version}" if torch_version else "torch: not measured (--no-torch, or not installed)")
     return lines
 
 
@@ -279,41 +363,40 @@ def main(argv=None) -> int:
 
     from charrnn import data
 
-    torch = None
+    torch_version = None
     if not args.no_torch:
-        try:
-            import torch
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             print("torch is not installed (pip install -e '.[bench]'): measuring charrnn alone", file=sys.stderr)
-    if torch is not None:
-        torch.set_num_threads(args.threads)
+        else:
+            torch_version = importlib.metadata.version("torch")
+    sides = ["charrnn"] + (["torch"] if torch_version else [])
 
     text = args.corpus.read_text(encoding="utf-8")
     vocab = data.Vocab.from_text(text)
-    ids = vocab.encode(text)
-    print("\n".join(machine(np, torch, args.threads)))
-    print(f"corpus: {args.corpus} ({len(ids):,} chars, V {len(vocab)}); {args.repeats} rounds of "
-          f"{args.steps} steps / {args.chars} chars per side; median (min–max) chars/s; ratio: median of the "
-          f"per-round ratios\n")
+    print("\n".join(machine(np, torch_version, args.threads)))
+    where = "both in this process" if args.one_process else "one worker process per side"
+    print(f"corpus: {args.corpus} ({len(text):,} chars, V {len(vocab)}); {args.repeats} rounds of "
+          f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s; ratio: median "
+          f"of the per-round ratios\n")
     print("| workload | charrnn chars/s | torch chars/s | charrnn / torch |")
     print("|---|---:|---:|---:|")
     for name in args.only:
         mc, tc = model_and_train_config(name, len(vocab))
-        train_ids, _ = data.split(ids, tc.val_frac)
-        if name == "sample":
-            ours = CharrnnSample(mc, vocab, args.seed)
-            runners = [ours] + ([TorchSample(torch, mc, args.seed)] if torch else [])
-            n = args.chars
+        if args.one_process:
+            runners = [Local(make_runner(side, name, args)) for side in sides]
         else:
-            runners = [CharrnnTrain(mc, tc, train_ids, args.seed)]
-            runners += [TorchTrain(torch, mc, tc, train_ids, args.seed)] if torch else []
-            n = args.steps
-        rates = measure(runners, n, args.repeats, args.warmup, args.pause)
-        theirs = fmt(rates[1]) if torch else "–"
-        ratio = f"{statistics.median(a / b for a, b in zip(*rates)):.2f}" if torch else "–"
+            runners = [Remote(side, name, args) for side in sides]
+        n = args.chars if name == "sample" else args.steps
+        try:
+            rates = measure(runners, n, args.repeats, args.warmup, args.pause)
+        finally:
+            for r in runners:
+                r.close()
+        theirs = fmt(rates[1]) if torch_version else "–"
+        ratio = f"{statistics.median(a / b for a, b in zip(*rates)):.2f}" if torch_version else "–"
         print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
     if "sample" in args.only:
-        print(f"\ncharrnn sampling runs {ours.how}")
+        print(f"\ncharrnn sampling runs {CharrnnSample.how}")
     return 0
 
 
