@@ -52,7 +52,7 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     gates += np.repeat(bias[:, None], N, axis=1)  # (3H,N) block: ~3x faster than broadcasting a (3H,1) column
     ghn = np.empty((T, H, N), dtype=x.dtype)  # (T,H,N)
     b_hn = np.repeat(p["bias_hh"][2 * H :, None], N, axis=1)  # (H,N) in every column: an equal-shape add
-    gh, tmp = np.empty((3 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
+    gh, tmp = np.empty((3 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)  # (3H,N), (H,N) scratch
     for t in range(T):
         y = gates[t]  # (3H,N) the input part, then r, z, n
         rz = y[: 2 * H]  # (2H,N) r and z, contiguous
@@ -87,8 +87,8 @@ def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, d
     dxa = _odd_pitch(3 * H, T * N, dhs.dtype)  # dLoss/d(input part of r, z, n)
     dghn = _odd_pitch(H, T * N, dhs.dtype)  # dLoss/d(W_hn h + b_hn); for r, z the hidden part's is dxa's
     dh = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at h_t from step t+1
-    tmp, hW = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)
-    local, dl = np.empty((3 * H, N), dtype=dhs.dtype), np.empty((3 * H, N), dtype=dhs.dtype)
+    tmp, hW = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)  # (H,N) each
+    local, dl = np.empty((3 * H, N), dtype=dhs.dtype), np.empty((3 * H, N), dtype=dhs.dtype)  # (3H,N) each
     dar, daz, dan = dl[:H], dl[H : 2 * H], dl[2 * H :]
     W_hhT = W_hh.T  # (H,3H) a view
     for t in reversed(range(T)):

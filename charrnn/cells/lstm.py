@@ -85,7 +85,7 @@ def _lstm_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
     # costs ~60 µs a step: 1,024 rows 8 kB apart).
     np.matmul(W_ih, x.transpose(0, 2, 1), out=gates)
     bias = np.repeat(((p["bias_ih"] + p["bias_hh"]) * s)[:, None], N, axis=1)  # (4H,N) the bias in every column
-    hW, ig = np.empty((4 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)
+    hW, ig = np.empty((4 * H, N), dtype=x.dtype), np.empty((H, N), dtype=x.dtype)  # (4H,N), (H,N) scratch
     for t in range(T):
         a = gates[t]  # (4H,N)
         np.matmul(W_hh, hsT[t], out=hW)
@@ -117,8 +117,8 @@ def lstm_backward(dhs: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, tuple,
     da = _odd_pitch(4 * H, T * N, dhs.dtype)
     dh = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at h_t from step t+1
     dc = np.zeros((H, N), dtype=dhs.dtype)  # (H,N) arriving at c_t from step t+1
-    dgate, local, dl = (np.empty((4 * H, N), dtype=dhs.dtype) for _ in range(3))
-    tmp, dtanh = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)
+    dgate, local, dl = (np.empty((4 * H, N), dtype=dhs.dtype) for _ in range(3))  # (4H,N) each
+    tmp, dtanh = np.empty((H, N), dtype=dhs.dtype), np.empty((H, N), dtype=dhs.dtype)  # (H,N) each
     di, df, dg, do = dgate[:H], dgate[H : 2 * H], dgate[2 * H : 3 * H], dgate[3 * H :]
     W_hhT = W_hh.T  # (H,4H) a view: BLAS reads it transposed as fast as a copy
     for t in reversed(range(T)):

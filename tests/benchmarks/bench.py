@@ -7,10 +7,11 @@
 Each workload builds a charrnn runner and a PyTorch runner, each in its own worker process (so neither side's
 memory allocator, page faults or threads disturb the other's: in one shared process every charrnn round began
 with ~3,000 page faults, ~25 ms, from the heap torch's round had just reshaped), warms both up, then times them
-interleaved (A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range of chars/s
-and the ratio charrnn/torch: the median over rounds of the ratio within each round, so that a burst of load from
-elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer steps: forward, backward, global-norm clip,
-Adam update, hidden state carried across contiguous batches. Sampling speed is batch 1, one character at a time
+interleaved (A/B, B/A, A/B, ... so a slow phase of the machine hits both), and reports the median and the range
+of chars/s and the ratio charrnn/torch: the median over rounds of the ratio within each round, so that a burst of
+load from elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer
+steps: forward, backward, global-norm clip, Adam update, hidden state carried across contiguous batches. Sampling
+speed is batch 1, one character at a time
 from the softmax at temperature 1, with the carried state.
 
 torch comes from the `bench` extra (`pip install -e '.[bench]'`); without it only charrnn is measured.
