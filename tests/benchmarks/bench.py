@@ -11,8 +11,7 @@ interleaved (A/B, B/A, A/B, ... so a slow phase of the machine hits both), and r
 of chars/s and the ratio charrnn/torch: the median over rounds of the ratio within each round, so that a burst of
 load from elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer
 steps: forward, backward, global-norm clip, Adam update, hidden state carried across contiguous batches. Sampling
-speed is batch 1, one character at a time
-from the softmax at temperature 1, with the carried state.
+speed is batch 1, one character at a time from the softmax at temperature 1, with the carried state.
 
 torch comes from the `bench` extra (`pip install -e '.[bench]'`); without it only charrnn is measured.
 This file is a script, not a test: pytest does not collect it (its name does not match test_*.py).
