@@ -38,15 +38,40 @@ def init_params(mc: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> 
     return params
 
 
+FUSED = "weight_ih_hh"  # [weight_ih | weight_hh] (G·H, D+H), only in for_stepping's dicts
+
+
 def layer_params(params: dict, k: int) -> dict[str, np.ndarray]:
-    """Layer k's cell parameters under the cell's short names (views, not copies)."""
-    return {name: params[key] for name, key in _layer_keys(k)}
+    """Layer k's cell parameters under the cell's short names (views, not copies), with FUSED if present."""
+    keys, fused_key = _layer_keys(k)
+    p = {name: params[key] for name, key in keys}
+    if fused_key in params:
+        p[FUSED] = params[fused_key]
+    return p
 
 
 @functools.lru_cache(maxsize=None)
-def _layer_keys(k: int) -> tuple[tuple[str, str], ...]:
-    """(short name, full key) of layer k's parameters, built once: sampling calls forward once per character."""
-    return tuple((name, f"rnn.{name}_l{k}") for name in CELL_KEYS)
+def _layer_keys(k: int) -> tuple[tuple[tuple[str, str], ...], str]:
+    """((short name, full key) of layer k's parameters, the FUSED key), built once: sampling calls forward once per
+    character."""
+    return tuple((name, f"rnn.{name}_l{k}") for name in CELL_KEYS), f"rnn.{FUSED}_l{k}"
+
+
+def for_stepping(params: dict, mc: ModelConfig) -> dict:
+    """params plus, for each LSTM layer, [weight_ih | weight_hh] as one (4H, D+H) array: for callers that make many
+    T = 1 steps with fixed weights (sampling, beam search). The step then makes ONE matrix-vector product over
+    [x; h] instead of two and an add. Measured here (H 256): OpenBLAS runs a (1024, 256) product on one thread
+    (~18 µs) but a (1024, 512) one on both (~17 µs), so layer 1's products drop from ~36 to ~17 µs per character.
+    The same sums in another order: equal to the plain step up to rounding, not bit for bit. The fused arrays are
+    copies, so the weights must not change while the returned dict is in use. Other cells: params unchanged.
+    """
+    if mc.cell != "lstm":
+        return params
+    stepping = dict(params)
+    for k in range(mc.layers):
+        W_ih, W_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]  # (4H,D), (4H,H)
+        stepping[f"rnn.{FUSED}_l{k}"] = np.concatenate((W_ih, W_hh), axis=1)  # (4H,D+H)
+    return stepping
 
 
 def init_state(mc: ModelConfig, batch: int, dtype=np.float32) -> list[tuple[np.ndarray, ...]]:

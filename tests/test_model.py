@@ -164,3 +164,38 @@ def test_same_weights_give_pytorch_logits_loss_and_gradients(cell):
     assert close(final[-1][0], (tfinal[0] if cell == "lstm" else tfinal)[-1].detach().numpy()) < 1e-9
     errors = {k: close(grads[k], p.grad.numpy()) for k, p in net.named_parameters()}
     assert max(errors.values()) < 1e-9, errors
+
+
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("n", [1, 3])
+def test_fused_stepping_weights_give_the_same_steps_to_rounding(dtype, tol, n):
+    """model.for_stepping (sampling, beam search): [W_ih | W_hh] per LSTM layer; T = 1 steps agree with the plain
+    ones to rounding, over a chain of steps, and the original params are left as they were."""
+    mc = small("lstm")
+    params = random_params(mc, seed=3, dtype=dtype)
+    before = {k: v.copy() for k, v in params.items()}
+    stepping = model.for_stepping(params, mc)
+    for k in range(mc.layers):
+        fused = stepping[f"rnn.{model.FUSED}_l{k}"]
+        D = mc.embed if k == 0 else mc.hidden
+        assert fused.shape == (4 * mc.hidden, D + mc.hidden) and fused.dtype == dtype
+        np.testing.assert_array_equal(fused[:, :D], params[f"rnn.weight_ih_l{k}"])
+    assert set(params) == set(before) and all(np.array_equal(params[k], before[k]) for k in params)
+    rng = np.random.default_rng(4)
+    plain_state = fused_state = [tuple(rng.normal(size=(n, mc.hidden)).astype(dtype) for _ in s)
+                                 for s in model.init_state(mc, n)]
+    for _ in range(5):
+        ids = rng.integers(0, mc.vocab_size, (n, 1))
+        plain, plain_state, _ = model.forward(params, mc, ids, plain_state, need_cache=False)
+        fused, fused_state, _ = model.forward(stepping, mc, ids, fused_state, need_cache=False)
+        assert fused.dtype == dtype
+        np.testing.assert_allclose(fused, plain, rtol=tol, atol=tol)
+        for a, b in zip(sum(map(list, fused_state), []), sum(map(list, plain_state), [])):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru"])
+def test_for_stepping_leaves_other_cells_alone(cell):
+    mc = small(cell)
+    params = random_params(mc)
+    assert model.for_stepping(params, mc) is params

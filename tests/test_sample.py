@@ -209,6 +209,25 @@ def test_prefix_is_one_forward_pass_then_one_per_character(trained, monkeypatch)
     assert all(T == 1 and 1 <= N <= 4 for N, T in calls[1:])  # the beams go through together
 
 
+def test_sampling_and_beam_search_step_with_the_fused_weights(trained, monkeypatch):
+    """generate and beam_search make the fused weights once and step with them; the text is what the plain steps
+    give (float64: the rounding differences cannot move a draw here)."""
+    made, real = [], model.for_stepping
+
+    def counting(params, mc):
+        made.append(mc.cell)
+        return real(params, mc)
+
+    monkeypatch.setattr(model, "for_stepping", counting)
+    fused_text = run(*trained, "hello", seed=5, length=40, temperature=1.0)
+    fused_beam = beam_search(*trained, "hello", width=3, length=12)
+    assert made == ["lstm", "lstm"]
+    monkeypatch.setattr(model, "for_stepping", lambda params, mc: params)  # the plain T = 1 step
+    assert run(*trained, "hello", seed=5, length=40, temperature=1.0) == fused_text
+    plain_beam = beam_search(*trained, "hello", width=3, length=12)
+    assert plain_beam[0] == fused_beam[0] and abs(plain_beam[1] - fused_beam[1]) < 1e-10
+
+
 def test_unknown_prefix_characters_raise_value_error_naming_them(trained):
     with pytest.raises(ValueError, match=r"'X'.*'é'") as info:
         generate(*trained, "heXlé", cfg(), np.random.default_rng(0))  # raised at the call, not on next()

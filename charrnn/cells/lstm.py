@@ -45,15 +45,20 @@ def _lstm_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
 
     The same products in the same orientation, without the loop's per-call weight copies (a megabyte per
     character would cost more than the step): the pre-activations are scaled after the GEMMs instead of the
-    weights before them, which is exact (the scale is 1/2 or 1), so the bits agree.
+    weights before them, which is exact (the scale is 1/2 or 1), so the bits agree. With model.for_stepping's
+    fused [W_ih | W_hh] in p, the two products are one, and the result agrees up to rounding.
     """
     h0, c0 = state
     if h0.dtype != x.dtype or c0.dtype != x.dtype:  # cast as the loop's hs, cs do
         h0, c0 = h0.astype(x.dtype), c0.astype(x.dtype)
     N, H = h0.shape
     scale, offset = _gate_scale_blocks("lstm", H, N, x.dtype)  # (4H,N) each
-    a = p["weight_ih"] @ x[0].T  # (4H,N) input part of every gate
-    a += p["weight_hh"] @ np.ascontiguousarray(h0.T)  # (4H,N) + hidden part (hᵀ contiguous, as in the loop)
+    fused = p.get("weight_ih_hh")  # (4H,D+H) [W_ih | W_hh] from model.for_stepping, when the caller made it
+    if fused is not None:  # one product over [x; h] (one BLAS call on both threads): equal up to rounding
+        a = fused @ np.concatenate((x[0].T, h0.T))  # (4H,N)
+    else:
+        a = p["weight_ih"] @ x[0].T  # (4H,N) input part of every gate
+        a += p["weight_hh"] @ np.ascontiguousarray(h0.T)  # (4H,N) + hidden part (hᵀ contiguous, as in the loop)
     a += (p["bias_ih"] + p["bias_hh"])[:, None]
     a *= scale
     np.tanh(a, out=a)
