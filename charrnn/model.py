@@ -58,19 +58,27 @@ def _layer_keys(k: int) -> tuple[tuple[tuple[str, str], ...], str]:
 
 
 def for_stepping(params: dict, mc: ModelConfig) -> dict:
-    """params plus, for each LSTM layer, [weight_ih | weight_hh] as one (4H, D+H) array: for callers that make many
-    T = 1 steps with fixed weights (sampling, beam search). The step then makes ONE matrix-vector product over
-    [x; h] instead of two and an add. Measured here (H 256): OpenBLAS runs a (1024, 256) product on one thread
+    """params plus, for each LSTM or GRU layer, [weight_ih | weight_hh] as one (4H, D+H) array (the GRU's with n's
+    two parts in rows of their own, see cells.gru._gru_step): for callers that make many T = 1 steps with fixed
+    weights (sampling, beam search). The step then makes ONE matrix-vector product over [x; h] instead of two. Measured here (H 256): OpenBLAS runs a (1024, 256) product on one thread
     (~18 µs) but a (1024, 512) one on both (~17 µs), so layer 1's products drop from ~36 to ~17 µs per character.
     The same sums in another order: equal to the plain step up to rounding, not bit for bit. The fused arrays are
-    copies, so the weights must not change while the returned dict is in use. Other cells: params unchanged.
+    copies, so the weights must not change while the returned dict is in use. The RNN's params come back unchanged
+    (its (H, D+H) product is single-threaded either way).
     """
-    if mc.cell != "lstm":
+    if mc.cell == "rnn":
         return params
-    stepping = dict(params)
+    stepping, H = dict(params), mc.hidden
     for k in range(mc.layers):
-        W_ih, W_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]  # (4H,D), (4H,H)
-        stepping[f"rnn.{FUSED}_l{k}"] = np.concatenate((W_ih, W_hh), axis=1)  # (4H,D+H)
+        W_ih, W_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]  # (G·H,D), (G·H,H)
+        if mc.cell == "lstm":
+            fused = np.concatenate((W_ih, W_hh), axis=1)  # (4H,D+H)
+        else:  # gru: n needs W_in x and W_hn h apart (see cells.gru._gru_step)
+            fused = np.zeros((4 * H, W_ih.shape[1] + H), dtype=W_ih.dtype)  # (4H,D+H)
+            fused[: 2 * H] = np.concatenate((W_ih[: 2 * H], W_hh[: 2 * H]), axis=1)
+            fused[2 * H : 3 * H, : W_ih.shape[1]] = W_ih[2 * H :]
+            fused[3 * H :, W_ih.shape[1] :] = W_hh[2 * H :]
+        stepping[f"rnn.{FUSED}_l{k}"] = fused
     return stepping
 
 

@@ -31,6 +31,8 @@ class GRUCache(NamedTuple):
 
 def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, GRUCache]:
     """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
+    if x.shape[0] == 1 and not need_cache and "weight_ih_hh" in p:
+        return _gru_step(x, state, p)
     (h0,) = state
     T, N, D = x.shape
     H = h0.shape[1]
@@ -74,6 +76,38 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     hs = np.ascontiguousarray(hsT.transpose(0, 2, 1))  # (T+1,N,H) time-major again
     cache = GRUCache(x, hs, hsT, gates, ghn, p["weight_ih"], p["weight_hh"]) if need_cache else None
     return hs[1:], (hs[T],), cache
+
+
+def _gru_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, None]:
+    """One step (T = 1) without a cache, with model.for_stepping's fused (4H, D+H) weight (sampling, beam search):
+
+        rows 0:2H [W_ir, W_iz | W_hr, W_hz],  rows 2H:3H [W_in | 0],  rows 3H:4H [0 | W_hn]
+
+    so that one matrix-vector product over [x; h] gives r's and z's pre-activations, W_in x and W_hn h (n needs
+    the last two apart). The same equations as the loop; the sums in another order, so equal up to rounding.
+    """
+    (h0,) = state
+    if h0.dtype != x.dtype:  # cast as the loop's hs does
+        h0 = h0.astype(x.dtype)
+    H = h0.shape[1]
+    b_ih, b_hh = p["bias_ih"], p["bias_hh"]
+    g = p["weight_ih_hh"] @ np.concatenate((x[0].T, h0.T))  # (4H,N)
+    rz, gx_n, ghn = g[: 2 * H], g[2 * H : 3 * H], g[3 * H :]  # (2H,N), (H,N), (H,N)
+    rz += (b_ih[: 2 * H] + b_hh[: 2 * H])[:, None]
+    rz *= 0.5
+    np.tanh(rz, out=rz)
+    rz *= 0.5
+    rz += 0.5  # σ(a) = (1 + tanh(a/2)) / 2
+    r, z = rz[:H], rz[H:]
+    ghn += b_hh[2 * H :, None]  # W_hn h + b_hn
+    gx_n += b_ih[2 * H :, None]
+    ghn *= r
+    gx_n += ghn
+    n = np.tanh(gx_n)  # (H,N)
+    h = h0.T - n  # (H,N) h' = n + z ∗ (h - n)
+    h *= z
+    h += n
+    return h.T[None], (h.T,), None
 
 
 def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:
