@@ -1,10 +1,10 @@
 """A/B: full training steps (and batch-1 sampling) of the working tree's charrnn against a git revision's (not a test).
 
-    python tests/benchmarks/ab_step.py HEAD~1 --cells lstm gru rnn sample
+    python tests/benchmarks/ab_step.py HEAD~1 --cells lstm gru rnn sample sample-gru
 
 Both versions of the package are imported into one process (the old one from `git archive REV`), then timed
 interleaved, A/B then B/A, with the same data and weights; prints the median and range of ms per step
-("sample": batch-1 sample.generate with an LSTM, ms per 100 characters).
+("sample", "sample-gru": batch-1 sample.generate with an LSTM / a GRU, ms per 100 characters).
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ class Trainer:
         self.streams = data.streams(vocab.encode(text), 32)
         from dataclasses import replace
 
-        self.mc = replace(model.ModelConfig(), cell="lstm" if cell == "sample" else cell, vocab_size=len(vocab), embed=64, hidden=256, layers=2)
+        kind = {"sample": "lstm", "sample-gru": "gru"}.get(cell, cell)
+        self.mc = replace(model.ModelConfig(), cell=kind, vocab_size=len(vocab), embed=64, hidden=256, layers=2)
         self.params = model.init_params(self.mc, np.random.default_rng(0))
         self.opt = optim.make_optimizer("adam", self.params)
         self.state, self.k = model.init_state(self.mc, 32), 0
         self.chars = None
-        if cell == "sample":  # batch-1 generate, LSTM: n "steps" are 100 characters
+        if cell.startswith("sample"):  # batch-1 generate: n "steps" are 100 characters
             cfg = replace(from_["sample"].SampleConfig(), length=10**12, temperature=1.0)
             self.chars = from_["sample"].generate(self.params, self.mc, vocab, "\n", cfg, np.random.default_rng(0))
 
