@@ -54,7 +54,7 @@ def _lstm_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
     N, H = h0.shape
     scale, offset = _gate_scale_blocks("lstm", H, N, x.dtype)  # (4H,N) each
     fused = p.get("weight_ih_hh")  # (4H,D+H) [W_ih | W_hh] from model.for_stepping, when the caller made it
-    if fused is not None:  # one product over [x; h] (one BLAS call on both threads): equal up to rounding
+    if fused is not None:  # one product over [x; h], big enough for OpenBLAS to thread at H 256: equal up to rounding
         a = fused @ np.concatenate((x[0].T, h0.T))  # (4H,N)
     else:
         a = p["weight_ih"] @ x[0].T  # (4H,N) input part of every gate
