@@ -133,19 +133,22 @@ def set_threads(threads: int | None) -> None:
             os.environ[var] = str(threads)
 
 
-def quiet_stderr() -> None:
-    """After a closed pipe on stderr: point it at /dev/null, so later chatter (and the exit flush) goes nowhere."""
+def _point_at_devnull(stream) -> None:
+    """Make `stream`'s file descriptor /dev/null, so that later writes and the exit flush go nowhere."""
     try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stderr.fileno())
+        devnull, fd = os.open(os.devnull, os.O_WRONLY), stream.fileno()
+        if devnull != fd:  # (if fd was closed, open() may have returned that very number)
+            os.dup2(devnull, fd)
+            os.close(devnull)
     except (OSError, ValueError):
         pass
+
+
+def quiet_stderr() -> None:
+    """After a closed pipe on stderr (`2>&1 | head`): later chatter goes nowhere."""
+    _point_at_devnull(sys.stderr)
 
 
 def quiet_stdout() -> None:
     """After a closed pipe (`| head`): point stdout at /dev/null so the final flush cannot complain."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    _point_at_devnull(sys.stdout)
