@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells import CELLS, init_params as init_cell_params
+from charrnn.cells import CELLS, FUSED, init_params as init_cell_params
 from charrnn.config import ModelConfig
 
 CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -36,9 +36,6 @@ def init_params(mc: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> 
     params["decoder.weight"] = rng.uniform(-bound, bound, (V, H)).astype(dtype)  # (V,H)
     params["decoder.bias"] = rng.uniform(-bound, bound, V).astype(dtype)  # (V,)
     return params
-
-
-FUSED = "weight_ih_hh"  # [weight_ih | weight_hh] (G·H, D+H), only in for_stepping's dicts
 
 
 def layer_params(params: dict, k: int) -> dict[str, np.ndarray]:
@@ -58,27 +55,20 @@ def _layer_keys(k: int) -> tuple[tuple[tuple[str, str], ...], str]:
 
 
 def for_stepping(params: dict, mc: ModelConfig) -> dict:
-    """params plus, for each LSTM or GRU layer, [weight_ih | weight_hh] as one (4H, D+H) array (the GRU's with n's
-    two parts in rows of their own, see cells.gru._gru_step): for callers that make many T = 1 steps with fixed
-    weights (sampling, beam search). The step then makes ONE matrix-vector product over [x; h] instead of two. Measured here (H 256): OpenBLAS runs a (1024, 256) product on one thread
-    (~18 µs) but a (1024, 512) one on both (~17 µs), so layer 1's products drop from ~36 to ~17 µs per character.
-    The same sums in another order: equal to the plain step up to rounding, not bit for bit. The fused arrays are
-    copies, so the weights must not change while the returned dict is in use. The RNN's params come back unchanged
-    (its (H, D+H) product is single-threaded either way).
+    """params plus, for each layer of a cell that has one (LSTM, GRU), its fused [weight_ih | weight_hh] weight
+    (`Cell.fuse`, (4H, D+H)): for callers that make many T = 1 steps with fixed weights (sampling, beam search).
+    The step then makes ONE matrix-vector product over [x; h] instead of two. Measured here (H 256): OpenBLAS runs
+    a (1024, 256) product on one thread (~18 µs) but a (1024, 512) one on both (~17 µs), so an LSTM's layer 1 spends
+    ~17 instead of ~36 µs per character in products. The same sums in another order: equal to the plain step up to
+    rounding, not bit for bit. The fused arrays are copies, so the weights must not change while the returned dict
+    is in use. The RNN has no fused step (its (H, D+H) product is single-threaded either way): params come back.
     """
-    if mc.cell == "rnn":
+    fuse = CELLS[mc.cell].fuse
+    if fuse is None:
         return params
-    stepping, H = dict(params), mc.hidden
+    stepping = dict(params)
     for k in range(mc.layers):
-        W_ih, W_hh = params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"]  # (G·H,D), (G·H,H)
-        if mc.cell == "lstm":
-            fused = np.concatenate((W_ih, W_hh), axis=1)  # (4H,D+H)
-        else:  # gru: n needs W_in x and W_hn h apart (see cells.gru._gru_step)
-            fused = np.zeros((4 * H, W_ih.shape[1] + H), dtype=W_ih.dtype)  # (4H,D+H)
-            fused[: 2 * H] = np.concatenate((W_ih[: 2 * H], W_hh[: 2 * H]), axis=1)
-            fused[2 * H : 3 * H, : W_ih.shape[1]] = W_ih[2 * H :]
-            fused[3 * H :, W_ih.shape[1] :] = W_hh[2 * H :]
-        stepping[f"rnn.{FUSED}_l{k}"] = fused
+        stepping[f"rnn.{FUSED}_l{k}"] = fuse(params[f"rnn.weight_ih_l{k}"], params[f"rnn.weight_hh_l{k}"])
     return stepping
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from charrnn import model
-from charrnn.cells import CELLS
+from charrnn.cells import CELLS, FUSED
 from charrnn.config import ModelConfig
 from gradcheck import numeric_grad, rel_error
 
@@ -177,7 +177,7 @@ def test_fused_stepping_weights_give_the_same_steps_to_rounding(cell, dtype, tol
     before = {k: v.copy() for k, v in params.items()}
     stepping = model.for_stepping(params, mc)
     for k in range(mc.layers):
-        fused = stepping[f"rnn.{model.FUSED}_l{k}"]
+        fused = stepping[f"rnn.{FUSED}_l{k}"]
         D = mc.embed if k == 0 else mc.hidden
         assert fused.shape == (4 * mc.hidden, D + mc.hidden) and fused.dtype == dtype
         G = CELLS[cell].gates

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from charrnn.cells.common import init_params
-from charrnn.cells.gru import gru_backward, gru_forward
-from charrnn.cells.lstm import lstm_backward, lstm_forward
+from charrnn.cells.common import FUSED, init_params
+from charrnn.cells.gru import gru_backward, gru_forward, gru_fuse
+from charrnn.cells.lstm import lstm_backward, lstm_forward, lstm_fuse
 from charrnn.cells.rnn import rnn_backward, rnn_forward
 
-__all__ = ["CELLS", "Cell", "init_params", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
+__all__ = ["CELLS", "Cell", "FUSED", "init_params", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "gru_forward", "gru_backward"]
 
 
@@ -40,10 +40,11 @@ class Cell(NamedTuple):
     states: int  # arrays in a state tuple: 1 (h) or 2 (h, c)
     forward: Callable
     backward: Callable
+    fuse: Callable | None = None  # (W_ih, W_hh) -> the FUSED weight its T = 1 step takes, if it has one
 
 
 CELLS = {
     "rnn": Cell(1, 1, rnn_forward, rnn_backward),
-    "lstm": Cell(4, 2, lstm_forward, lstm_backward),
-    "gru": Cell(3, 1, gru_forward, gru_backward),
+    "lstm": Cell(4, 2, lstm_forward, lstm_backward, lstm_fuse),
+    "gru": Cell(3, 1, gru_forward, gru_backward, gru_fuse),
 }

@@ -9,6 +9,9 @@ import functools
 import numpy as np
 
 
+FUSED = "weight_ih_hh"  # [weight_ih | weight_hh] in one array, for T = 1 steps: see model.for_stepping
+
+
 def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float32) -> dict[str, np.ndarray]:
     """PyTorch's initialisation: every weight and bias uniform in ±1/sqrt(H)."""
     k = 1.0 / np.sqrt(H)
@@ -94,17 +97,16 @@ def _input_grad(da: np.ndarray, W_ih: np.ndarray) -> np.ndarray:
     return (da.reshape(T * N, GH) @ W_ih).reshape(T, N, -1)
 
 
-def _gm_weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray, dgh: np.ndarray | None = None) -> dict:
-    """`_weight_grads` for gate-major gradients: da (G·H,T·N) (column t·N + n is step t, sequence n), dgh the same
-    for the hidden part (defaults to da), x (T,N,D), h_prev (T,N,H) time-major. One GEMM per weight."""
-    dgh = da if dgh is None else dgh
+def _gm_weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray) -> dict:
+    """`_weight_grads` for gate-major gradients: da (G·H,T·N) (column t·N + n is step t, sequence n), x (T,N,D),
+    h_prev (T,N,H) time-major. One GEMM per weight; both biases get the same column sum."""
     M = da.shape[1]
-    db_ih = da.sum(axis=1)  # (G·H,)
+    db = da.sum(axis=1)  # (G·H,)
     return {
         "weight_ih": da @ x.reshape(M, -1),  # (G·H,D)
-        "weight_hh": dgh @ h_prev.reshape(M, -1),  # (G·H,H)
-        "bias_ih": db_ih,
-        "bias_hh": db_ih.copy() if dgh is da else dgh.sum(axis=1),  # (G·H,) the same sum when dgh is da
+        "weight_hh": da @ h_prev.reshape(M, -1),  # (G·H,H)
+        "bias_ih": db,
+        "bias_hh": db.copy(),
     }
 
 

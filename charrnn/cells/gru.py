@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _gate_scale, _gm_input_grad, _odd_pitch
+from charrnn.cells.common import FUSED, _gate_scale, _gm_input_grad, _odd_pitch
 
 # ----------------------------------------------------------------------------------------------------------------
 # GRU, exactly PyTorch's variant (r applied to the hidden projection, bias included):
@@ -31,7 +31,7 @@ class GRUCache(NamedTuple):
 
 def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, GRUCache]:
     """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
-    if x.shape[0] == 1 and not need_cache and "weight_ih_hh" in p:
+    if x.shape[0] == 1 and not need_cache and FUSED in p:
         return _gru_step(x, state, p)
     (h0,) = state
     T, N, D = x.shape
@@ -78,12 +78,24 @@ def gru_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     return hs[1:], (hs[T],), cache
 
 
-def _gru_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, None]:
-    """One step (T = 1) without a cache, with model.for_stepping's fused (4H, D+H) weight (sampling, beam search):
+def gru_fuse(W_ih: np.ndarray, W_hh: np.ndarray) -> np.ndarray:
+    """The (4H,D+H) weight `_gru_step` multiplies [x; h] by:
 
         rows 0:2H [W_ir, W_iz | W_hr, W_hz],  rows 2H:3H [W_in | 0],  rows 3H:4H [0 | W_hn]
 
-    so that one matrix-vector product over [x; h] gives r's and z's pre-activations, W_in x and W_hn h (n needs
+    r and z take the sum of both parts; n needs W_in x and W_hn h apart, so they get rows of their own.
+    """
+    H, D = W_hh.shape[1], W_ih.shape[1]
+    fused = np.zeros((4 * H, D + H), dtype=W_ih.dtype)  # (4H,D+H)
+    fused[: 2 * H, :D], fused[: 2 * H, D:] = W_ih[: 2 * H], W_hh[: 2 * H]
+    fused[2 * H : 3 * H, :D] = W_ih[2 * H :]
+    fused[3 * H :, D:] = W_hh[2 * H :]
+    return fused
+
+
+def _gru_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, None]:
+    """One step (T = 1) without a cache, with `gru_fuse`'s weight (sampling, beam search, via model.for_stepping):
+    one matrix-vector product over [x; h] gives r's and z's pre-activations, W_in x and W_hn h (n needs
     the last two apart). The same equations as the loop; the sums in another order, so equal up to rounding.
     """
     (h0,) = state
@@ -91,7 +103,7 @@ def _gru_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, 
         h0 = h0.astype(x.dtype)
     H = h0.shape[1]
     b_ih, b_hh = p["bias_ih"], p["bias_hh"]
-    g = p["weight_ih_hh"] @ np.concatenate((x[0].T, h0.T))  # (4H,N)
+    g = p[FUSED] @ np.concatenate((x[0].T, h0.T))  # (4H,N)
     rz, gx_n, ghn = g[: 2 * H], g[2 * H : 3 * H], g[3 * H :]  # (2H,N), (H,N), (H,N)
     rz += (b_ih[: 2 * H] + b_hh[: 2 * H])[:, None]
     rz *= 0.5

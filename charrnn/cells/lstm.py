@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _gate_scale, _gate_scale_blocks, _gm_input_grad, _gm_weight_grads, _odd_pitch
+from charrnn.cells.common import FUSED, _gate_scale, _gate_scale_blocks, _gm_input_grad, _gm_weight_grads, _odd_pitch
 
 # ----------------------------------------------------------------------------------------------------------------
 # LSTM, PyTorch's gate order i, f, g, o:
@@ -53,7 +53,7 @@ def _lstm_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
         h0, c0 = h0.astype(x.dtype), c0.astype(x.dtype)
     N, H = h0.shape
     scale, offset = _gate_scale_blocks("lstm", H, N, x.dtype)  # (4H,N) each
-    fused = p.get("weight_ih_hh")  # (4H,D+H) [W_ih | W_hh] from model.for_stepping, when the caller made it
+    fused = p.get(FUSED)  # (4H,D+H) from lstm_fuse via model.for_stepping, when the caller made it
     if fused is not None:  # one product over [x; h], big enough for OpenBLAS to thread at H 256: equal up to rounding
         a = fused @ np.concatenate((x[0].T, h0.T))  # (4H,N)
     else:
@@ -69,6 +69,11 @@ def _lstm_step(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
     c += i * g
     h = o * np.tanh(c)  # (H,N)
     return h.T[None], (h.T, c.T), None
+
+
+def lstm_fuse(W_ih: np.ndarray, W_hh: np.ndarray) -> np.ndarray:
+    """[W_ih | W_hh] (4H,D+H): the weight `_lstm_step` multiplies [x; h] by, one product instead of two."""
+    return np.concatenate((W_ih, W_hh), axis=1)
 
 
 def _lstm_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, LSTMCache]:
