@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import math
 import os
 import signal
@@ -52,6 +51,7 @@ def _merge(given: dict, out: Path, resume: bool, text: str):
     import numpy as np
 
     from charrnn.checkpoint import CheckpointError, load
+    from charrnn.corpus import text_sha256
     from charrnn.data import Vocab
 
     model_given = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
@@ -70,7 +70,7 @@ def _merge(given: dict, out: Path, resume: bool, text: str):
         ckpt = load(out)
     except CheckpointError as e:
         fail(str(e))
-    if ckpt.meta.get("corpus_sha256") != _hash(text):
+    if ckpt.meta.get("corpus_sha256") != text_sha256(text):
         fail(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); resume with the "
              f"same corpus, or start a new run with --force")
     stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
@@ -92,10 +92,6 @@ def _fitted_batch(batch: int, n_chars: int, tc: TrainConfig) -> int:
 
     n_val = len(split(range(n_chars), tc.val_frac)[1])
     return fit_batch(n_chars - n_val, batch, tc.seq)
-
-
-def _hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class _Interrupt:
@@ -139,12 +135,13 @@ def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
     import numpy as np
 
     from charrnn.cli.progress import Progress, _bits, _duration, summary
+    from charrnn.corpus import text_sha256
     from charrnn.data import Vocab
     from charrnn.train import Diverged, Run
 
     ids = Vocab(vocab).encode(text)
     try:
-        run = Run(mc, tc, vocab, ids, _hash(text), resume=ckpt)
+        run = Run(mc, tc, vocab, ids, text_sha256(text), resume=ckpt)
     except ValueError as e:
         fail(str(e))
     if run.tc.batch != tc.batch:
