@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import charrnn
 from charrnn.checkpoint import load
-from charrnn.cli import app, sample_cmd
+from charrnn.cli import app
 from charrnn.cli.common import BUNDLED
 
 WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
@@ -27,7 +27,6 @@ TEXT = " ".join(random.Random(3).choices(WORDS, k=200)) + "\n"  # ~760 character
 TINY = ("--hidden", "16", "--layers", "1", "--embed", "8", "--batch", "4", "--seq", "16", "--seed", "1",
         "--threads", "1")
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-needs_sample = pytest.mark.skipif(not hasattr(sample_cmd, "sample"), reason="`charrnn sample` is not written yet")
 
 
 def charrnn_cmd(*args):
@@ -124,7 +123,6 @@ def test_stdin_corpus_stdout_is_only_the_path_and_progress_lines_go_to_stderr(tm
     assert load(out).meta["corpus_chars"] == len(TEXT)
 
 
-@needs_sample
 def test_train_sample_eval_end_to_end(corpus, tmp_path):
     out = tmp_path / "m.npz"
     code, stdout, err = run("train", corpus, "-o", out, *TINY, "--steps", "60", "--lr", "0.02", "--val-frac", "0")
@@ -301,8 +299,6 @@ def test_other_scripts_round_trip_through_train_eval_and_sample(name, tmp_path):
     assert ck.vocab.tolist() == sorted({ord(c) for c in text})  # NUL and astral code points survive
     report = json.loads(cli("eval", tmp_path / "t.txt", "-c", out, "--json").stdout)
     assert report["nats_per_char"] < math.log(len(ck.vocab))
-    if not hasattr(sample_cmd, "sample"):
-        return
     prefix = text[:5].replace("\x00", "")  # an argv string cannot hold NUL
     args = ("sample", "-c", out, "--prefix", prefix.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t"),
             "-n", "40", "--seed", "3")
@@ -311,7 +307,6 @@ def test_other_scripts_round_trip_through_train_eval_and_sample(name, tmp_path):
     assert a.stdout.startswith(prefix) and set(a.stdout) <= set(text) | {"\n"}
 
 
-@needs_sample
 def test_nul_and_emoji_through_real_pipes(tmp_path):
     text = SCRIPTS["nul"] * 4 + SCRIPTS["emoji"] * 4
     out = tmp_path / "m.npz"

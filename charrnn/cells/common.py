@@ -47,25 +47,6 @@ def _gate_scale_blocks(cell: str, H: int, N: int, dtype: np.dtype) -> tuple[np.n
     return scale, offset
 
 
-def _recurrent_weights(p: dict, T: int, scale: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
-    """(W_ih (G·H,D), W_hh.T (H,G·H), prescaled) for a forward of T steps.
-
-    For T > 1 these are per-call copies with `scale` folded into the rows, W_hh.T made C-contiguous (the fast GEMM
-    layout), and prescaled is True: the pre-activations come out already halved on sigmoid rows. For T = 1
-    (sampling) copying a megabyte per character would cost more than the step itself, so the parameters' own
-    views are returned, prescaled is False and the caller multiplies the pre-activations by `scale` instead.
-    """
-    W_ih, W_hh = p["weight_ih"], p["weight_hh"]
-    if T == 1:
-        return W_ih, W_hh.T, False
-    W_hhT = np.empty(W_hh.shape[::-1], dtype=W_hh.dtype)  # (H,G·H) C-contiguous
-    if scale is None:
-        np.copyto(W_hhT, W_hh.T)
-        return W_ih, W_hhT, True
-    np.multiply(W_hh.T, scale, out=W_hhT)
-    return W_ih * scale[:, None], W_hhT, True
-
-
 def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
     """out (T,N,G·H) <- x (T,N,D) @ W_ih.T + bias: the input part of every gate for all T steps, one GEMM."""
     T, N, D = x.shape
@@ -73,21 +54,19 @@ def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray)
     out += bias
 
 
-def _weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray, dgh: np.ndarray | None = None) -> dict:
-    """Weight and bias gradients from the gate pre-activation gradients, one GEMM per weight.
+def _weight_grads(da: np.ndarray, x: np.ndarray, h_prev: np.ndarray) -> dict:
+    """Weight and bias gradients from the pre-activation gradients, one GEMM per weight.
 
-    da (T,N,G·H) is dLoss/d(input part of the gates), dgh the same for the hidden part (defaults to da),
-    x (T,N,D) the inputs, h_prev (T,N,H) the hidden state each step started from.
+    da (T,N,G·H) is dLoss/d(pre-activation), which is the gradient of the input part and of the hidden part
+    alike, x (T,N,D) the inputs, h_prev (T,N,H) the hidden state each step started from.
     """
-    GH = da.shape[-1]
-    da2 = da.reshape(-1, GH)  # (T·N,G·H)
-    dgh2 = da2 if dgh is None else dgh.reshape(-1, GH)  # (T·N,G·H)
-    db_ih = da2.sum(axis=0)  # (G·H,)
+    da2 = da.reshape(-1, da.shape[-1])  # (T·N,G·H)
+    db = da2.sum(axis=0)  # (G·H,)
     return {
         "weight_ih": da2.T @ x.reshape(da2.shape[0], -1),  # (G·H,D)
-        "weight_hh": dgh2.T @ h_prev.reshape(da2.shape[0], -1),  # (G·H,H)
-        "bias_ih": db_ih,
-        "bias_hh": db_ih.copy() if dgh is None else dgh2.sum(axis=0),  # (G·H,) the same sum when dgh is da
+        "weight_hh": da2.T @ h_prev.reshape(da2.shape[0], -1),  # (G·H,H)
+        "bias_ih": db,
+        "bias_hh": db.copy(),  # the same sum: b_ih and b_hh enter every pre-activation alike
     }
 
 

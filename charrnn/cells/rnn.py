@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells.common import _recurrent_weights, _project, _weight_grads, _input_grad
+from charrnn.cells.common import _input_grad, _project, _weight_grads
 
 # ----------------------------------------------------------------------------------------------------------------
 # Vanilla RNN: h' = tanh(W_ih x + b_ih + W_hh h + b_hh)
@@ -28,7 +28,9 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     hs[0] = h0
     a = np.empty((T, N, H), dtype=x.dtype)  # (T,N,H) pre-activations
     _project(x, p["weight_ih"], p["bias_ih"] + p["bias_hh"], out=a)
-    _, W_hhT, _ = _recurrent_weights(p, T)  # (H,H)
+    # W_hh.T as a C-contiguous copy, the faster GEMM layout; at T = 1 (sampling) the copy would cost more than the
+    # step, so the view is used (see BENCHMARKS.md, "What each change bought").
+    W_hhT = p["weight_hh"].T if T == 1 else np.ascontiguousarray(p["weight_hh"].T)  # (H,H)
     hW = np.empty((N, H), dtype=x.dtype)  # (N,H)
     for t in range(T):
         np.matmul(hs[t], W_hhT, out=hW)
