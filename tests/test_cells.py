@@ -1,46 +1,14 @@
-"""Cells: packed forward equals a naive per-step, per-gate loop; every gradient matches centred differences."""
+"""Cells: the fast forward and backward equal the reference cells (cells/reference.py: per step, per gate, as the
+equations read); every gradient, fast and reference, matches centred differences."""
 
 import numpy as np
 import pytest
 
 from charrnn.cells import CELLS, init_params
+from charrnn.cells.reference import REFERENCE
 from gradcheck import numeric_grad, rel_error
 
 N, T, D, H = 2, 3, 4, 5  # all different, so a wrong transpose fails loudly
-
-
-def sigmoid(a):
-    return 1.0 / (1.0 + np.exp(-a))
-
-
-def naive_forward(cell, x, state, p):
-    """Per time step, per gate, batch-first, straight from the equations (PyTorch's definitions)."""
-    W_ih, W_hh, b_ih, b_hh = p["weight_ih"], p["weight_hh"], p["bias_ih"], p["bias_hh"]
-    G = CELLS[cell].gates
-    Wi = [W_ih[k * H : (k + 1) * H] for k in range(G)]
-    Wh = [W_hh[k * H : (k + 1) * H] for k in range(G)]
-    bi = [b_ih[k * H : (k + 1) * H] for k in range(G)]
-    bh = [b_hh[k * H : (k + 1) * H] for k in range(G)]
-    h = state[0].copy()
-    c = state[1].copy() if cell == "lstm" else None
-    out = []
-    for t in range(x.shape[0]):
-        xt = x[t]
-        pre = [xt @ Wi[k].T + bi[k] + h @ Wh[k].T + bh[k] for k in range(G)]
-        if cell == "rnn":
-            h = np.tanh(pre[0])
-        elif cell == "lstm":
-            i, f, g, o = sigmoid(pre[0]), sigmoid(pre[1]), np.tanh(pre[2]), sigmoid(pre[3])
-            c = f * c + i * g
-            h = o * np.tanh(c)
-        else:
-            r = sigmoid(xt @ Wi[0].T + bi[0] + h @ Wh[0].T + bh[0])
-            z = sigmoid(xt @ Wi[1].T + bi[1] + h @ Wh[1].T + bh[1])
-            n = np.tanh(xt @ Wi[2].T + bi[2] + r * (h @ Wh[2].T + bh[2]))
-            h = (1 - z) * n + z * h
-        out.append(h)
-    final = (h, c) if cell == "lstm" else (h,)
-    return np.stack(out), final
 
 
 def make(cell, seed=0, scale=1.0):
@@ -54,10 +22,10 @@ def make(cell, seed=0, scale=1.0):
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_forward_equals_naive_loop(cell):
+def test_forward_equals_the_reference(cell):
     _, p, x, state = make(cell)
     hs, final, _ = CELLS[cell].forward(x, state, p)
-    ref_hs, ref_final = naive_forward(cell, x, state, p)
+    ref_hs, ref_final, _ = REFERENCE[cell].forward(x, state, p)
     assert hs.shape == (T, N, H)
     np.testing.assert_allclose(hs, ref_hs, rtol=0, atol=1e-12)
     for a, b in zip(final, ref_final):
@@ -65,27 +33,37 @@ def test_forward_equals_naive_loop(cell):
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
-def test_forward_extreme_preactivations_are_finite(cell):
-    _, p, x, state = make(cell, scale=50.0)  # exp overflows inside the sigmoid: must still give exact 0/1
-    state = tuple(np.tanh(s).astype(np.float32) for s in state)  # a reachable state: |h| <= 1
-    hs, _, _ = CELLS[cell].forward(x.astype(np.float32), state,
-                                   {k: v.astype(np.float32) for k, v in p.items()})
-    assert np.all(np.isfinite(hs))
-    assert np.all(np.abs(hs) <= 1.0)
+def test_forward_extreme_preactivations_saturate_as_the_reference_does(cell):
+    """Pre-activations beyond float32's exp range (|a| > 89): the fast float32 cell must saturate to what the
+    equations give (computed in float64 from the same float32 numbers), not to NaN, inf or a wrong constant."""
+    _, p, x, state = make(cell, scale=50.0)
+    assert np.abs(x @ p["weight_ih"].T).max() > 89  # the input parts alone reach the overflow range
+
+    def rounded(a):  # float32's value, held in float64
+        return a.astype(np.float32).astype(np.float64)
+
+    x, p = rounded(x), {k: rounded(v) for k, v in p.items()}
+    state = tuple(rounded(np.tanh(s)) for s in state)  # a reachable state: |h| <= 1
+    hs, final, _ = CELLS[cell].forward(x.astype(np.float32), tuple(s.astype(np.float32) for s in state),
+                                       {k: v.astype(np.float32) for k, v in p.items()})
+    ref_hs, ref_final, _ = REFERENCE[cell].forward(x, state, p)
+    assert hs.dtype == np.float32
+    np.testing.assert_allclose(hs, ref_hs, rtol=0, atol=1e-5)
+    for a, b in zip(final, ref_final, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("cell", sorted(CELLS))
-def test_gradients_match_centred_differences(cell):
+def check_gradients(forward, backward, cell):
+    """backward's dx, dstate and every parameter gradient against centred differences of sum(forward(...) * dout)."""
     rng, p, x, state = make(cell, scale=0.5)
-    fwd, bwd = CELLS[cell].forward, CELLS[cell].backward
     dout = rng.normal(size=(T, N, H))  # random upstream gradient
 
     def f():
-        hs, _, _ = fwd(x, state, p)
+        hs, _, _ = forward(x, state, p)
         return float(np.sum(hs * dout))
 
-    hs, _, cache = fwd(x, state, p)
-    dx, dstate, grads = bwd(dout, cache)
+    hs, _, cache = forward(x, state, p)
+    dx, dstate, grads = backward(dout, cache)
     assert set(grads) == set(p)
     checks = {"x": (dx, x)} | {f"state{i}": (dstate[i], state[i]) for i in range(len(state))}
     checks |= {name: (grads[name], p[name]) for name in p}
@@ -93,6 +71,32 @@ def test_gradients_match_centred_differences(cell):
     for name, (a, arr) in checks.items():
         assert a.shape == arr.shape, name
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_gradients_match_centred_differences(cell):
+    check_gradients(CELLS[cell].forward, CELLS[cell].backward, cell)
+
+
+@pytest.mark.parametrize("cell", sorted(REFERENCE))
+def test_reference_gradients_match_centred_differences(cell):
+    check_gradients(REFERENCE[cell].forward, REFERENCE[cell].backward, cell)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_fast_gradients_equal_the_reference(cell):
+    rng, p, x, state = make(cell, seed=3, scale=0.5)
+    dout = rng.normal(size=(T, N, H))
+    fast = CELLS[cell].backward(dout, CELLS[cell].forward(x, state, p)[2])
+    ref = REFERENCE[cell].backward(dout, REFERENCE[cell].forward(x, state, p)[2])
+    pairs = [(fast[0], ref[0]), *zip(fast[1], ref[1], strict=True)] + [(fast[2][k], ref[2][k]) for k in p]
+    for a, b in pairs:
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_every_cell_has_a_reference():
+    assert list(REFERENCE) == list(CELLS)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))
@@ -114,7 +118,7 @@ def test_short_sequences_take_the_same_maths(cell, n, t):
     x = rng.normal(size=(t, n, D))
     state = tuple(rng.normal(size=(n, H)) for _ in range(CELLS[cell].states))
     hs, final, cache = CELLS[cell].forward(x, state, p)
-    ref_hs, ref_final = naive_forward(cell, x, state, p)
+    ref_hs, ref_final, _ = REFERENCE[cell].forward(x, state, p)
     np.testing.assert_allclose(hs, ref_hs, rtol=0, atol=1e-12)
     dout = rng.normal(size=hs.shape)
     dx, dstate, grads = CELLS[cell].backward(dout, cache)
