@@ -19,10 +19,17 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version,
                                  is_eager=True),
 ) -> None:
-    """Character-level text generation with recurrent networks written by hand in NumPy."""
+    """Character-level text generation with recurrent networks written by hand in NumPy.
+
+    Start with `charrnn sample -t 0.5` (the bundled Shakespeare model), then `charrnn train CORPUS`.
+    """
+    if ctx.invoked_subcommand is None:  # bare `charrnn`: the help, and success (asking what it does is no error)
+        print(ctx.get_help())
+        raise typer.Exit()
 
 
 def main() -> None:

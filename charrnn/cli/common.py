@@ -14,16 +14,18 @@ from typing import NoReturn
 
 import typer
 
+from charrnn.cli.layout import App, Group
 from charrnn.config import DEFAULT_CHECKPOINT
 
-app = typer.Typer(
+app = App(
     name="charrnn",
+    cls=Group,
     help="Character-level text generation with recurrent networks written by hand in NumPy.",
-    add_completion=False,
-    no_args_is_help=True,
+    invoke_without_command=True,  # bare `charrnn` prints the help and exits 0 (see the callback in cli/__init__)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+QUIET = False  # -q, --quiet (set by every command, see layout.quiet_option): `say` stays silent, errors still show
 
 BUNDLED = Path(__file__).resolve().parent.parent / "pretrained" / "shakespeare.npz"
 BUNDLED_ABOUT = "a 2-layer LSTM of 256 trained on tinyshakespeare"
@@ -31,8 +33,11 @@ CHECKPOINT_HELP = (f"Checkpoint to read (default {DEFAULT_CHECKPOINT}; without i
                    f"{BUNDLED_ABOUT}).")
 
 
-def say(message: str) -> None:
-    """One line of chatter on stderr. If its reader is gone (`2>&1 | head`), chatter stops and the work goes on."""
+def say(message: str, error: bool = False) -> None:
+    """One line of chatter on stderr (none under --quiet unless it is an error). If its reader is gone
+    (`2>&1 | head`), chatter stops and the work goes on."""
+    if QUIET and not error:
+        return
     try:
         print(message, file=sys.stderr, flush=True)
     except BrokenPipeError:
@@ -41,7 +46,7 @@ def say(message: str) -> None:
 
 def fail(message: str, code: int = 1) -> NoReturn:
     """A one-line error on stderr and a non-zero exit: bad content is 1 (CLI.md), bad usage 2."""
-    say(f"charrnn: error: {message}")
+    say(f"charrnn: error: {message}", error=True)
     raise typer.Exit(code)
 
 
