@@ -16,7 +16,25 @@ OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad", "sgd")
 SCHEDULE_NAMES = ("constant", "cosine", "step")
 DTYPE_NAMES = ("float32", "float64")
 
+# Documented maxima. The CLI rejects larger option values at parse time (exit 2) and loading rejects a checkpoint
+# whose configuration exceeds them, so a small file or a typo cannot ask for unbounded memory or time.
+MAX_LAYERS = 64
+MAX_HIDDEN = 16384
+MAX_EMBED = 16384
+MAX_VOCAB = 0x110000  # every Unicode code point
+MAX_PARAMS = 2**30  # weights in a model (4 GiB as float32): bounds layers x hidden x ... together
+MAX_BATCH = 65536  # streams (train --batch, eval --batch)
+MAX_SEQ = 65536  # steps of truncated BPTT
+MAX_BEAM = 1024  # beam width
+MAX_BEAM_CHARS = 2**26  # beam width x length: the live beams' histories stay below half a GiB
+MAX_LENGTH = 2**40  # sample --length, --num-samples, train --steps, --warmup, --eval-every, --patience
+MAX_THREADS = 1024
+
 DEFAULT_CHECKPOINT = "checkpoints/model.npz"
+DEFAULT_BATCH = 32  # streams, for training and for `charrnn eval`
+ENGINE_NAMES = ("numpy", "torch")  # who computes the training steps (charrnn/engine.py); not stored in a run
+DEFAULT_ENGINE = "numpy"
+DEFAULT_DEVICE = "cpu"  # where the torch engine computes: cpu, cuda, cuda:N, mps
 DEFAULT_STEPS = 2000  # used when none of --steps, --epochs, --max-time is given: training never runs forever
 
 
@@ -32,11 +50,15 @@ class ModelConfig:
     dropout: float = 0.0
 
 
+# The options that shape the model: every ModelConfig field but the vocabulary size, which the corpus gives.
+MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name != "vocab_size")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train. `steps`/`epochs`/`max_time` bound the run (whichever comes first); None = not set."""
 
-    batch: int = 32
+    batch: int = DEFAULT_BATCH
     seq: int = 64
     lr: float = 2e-3
     optimizer: str = "adam"
@@ -49,6 +71,10 @@ class TrainConfig:
     epochs: float | None = None
     max_time: float | None = None  # seconds
     val_frac: float = 0.05
+    # characters a periodic validation scores at most: a fixed part of a large held-out split, the same every
+    # time (the head of each of the B streams); a smaller split is scored whole. 0 = always all of it. Sized
+    # so one validation of an LSTM 2x256 stays under ~10 s on the 2-core machine (BENCHMARKS.md, "Evaluation")
+    val_chars: int = 250_000
     eval_every: int = 200
     patience: int | None = None
     checkpoint_every: float | None = 600.0  # seconds between periodic saves
@@ -95,3 +121,9 @@ def param_shapes(mc: ModelConfig) -> dict[str, tuple[int, ...]]:
     shapes["decoder.weight"] = (V, H)
     shapes["decoder.bias"] = (V,)
     return shapes
+
+
+def param_count(mc: ModelConfig) -> int:
+    """How many weights `param_shapes(mc)` holds, without building anything."""
+    G, H, D, V, L = GATES[mc.cell], mc.hidden, mc.embed, mc.vocab_size, mc.layers
+    return V * D + G * H * (D + H + 2) + (L - 1) * G * H * (2 * H + 2) + V * H + V

@@ -26,7 +26,7 @@ def make_ckpt(cell="lstm", dtype=np.float64, layers=2, seed=0) -> Checkpoint:
         "cursor": np.array([3, 1, 4], dtype=np.int64),
         "rng": np.array(json.dumps({"state": 2**70, "inc": 5})),
     }
-    history = [[0, 1.6, 1.7], [5, 1.3, 1.25]]
+    history = [{"step": 0, "loss": 1.6, "val_loss": 1.7}, {"step": 5, "loss": 1.3, "val_loss": 1.25}]
     meta = {"step": 7, "seed": 42, "best_val_loss": 1.25, "history": history, "note": "né 😀"}
     tc = TrainConfig(optimizer="sgd", momentum=0.9, steps=10, seed=42, dtype=np.dtype(dtype).name)
     return Checkpoint(model_config=mc, train_config=tc, vocab=VOCAB.copy(), params=params, resume=resume, meta=meta)
@@ -162,7 +162,7 @@ def test_describe(tmp_path):
         "format_version": FORMAT_VERSION, "cell": "gru", "embed": 3, "hidden": 4, "layers": 2, "dropout": 0.1,
         "parameters": sum(int(np.prod(s)) for s in config.param_shapes(ckpt.model_config).values()),
         "vocab_size": 5, "dtype": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25,
-        "history": [[0, 1.6, 1.7], [5, 1.3, 1.25]],
+        "history": [{"step": 0, "loss": 1.6, "val_loss": 1.7}, {"step": 5, "loss": 1.3, "val_loss": 1.25}],
     }
     json.dumps(info, allow_nan=False)
     ckpt.meta = {"best_val_loss": float("inf")}
@@ -207,8 +207,8 @@ DAMAGES = {
     "bad_json": (lambda d: d.update(model_config=np.array("{cell: lstm")), "'model_config' is not valid JSON"),
     "json_list": (lambda d: d.update(train_config=text([1, 2])), "'train_config' is not valid JSON"),
     "json_bytes": (lambda d: d.update(meta=np.array(b"{}")), "'meta' is not valid JSON"),
-    "cell": (lambda d: d.update(model_config=text({**MODEL, "cell": "transformer"})), "unknown cell 'transformer'"),
-    "hidden": (lambda d: d.update(model_config=text({**MODEL, "hidden": 0})), "hidden must be a positive"),
+    "cell": (lambda d: d.update(model_config=text({**MODEL, "cell": "transformer"})), "unknown model_config.cell 'transformer'"),
+    "hidden": (lambda d: d.update(model_config=text({**MODEL, "hidden": 0})), r"hidden must be an integer in \[1, 16384\]"),
     "optimizer": (lambda d: d.update(train_config=text({"optimizer": "lion"})), "unknown train_config.optimizer"),
     "missing_param": (lambda d: d.pop("rnn.bias_hh_l1"), "missing parameter 'rnn.bias_hh_l1'"),
     "extra_param": (lambda d: d.update({"rnn.weight_ih_l2": np.zeros((16, 4))}), "unexpected parameter"),
@@ -227,7 +227,7 @@ DAMAGES = {
     "vocab_duplicate": (lambda d: d.update(vocab=np.array([0, 10, 10, 65, 66], np.uint32)), "not sorted and unique"),
     "vocab_length": (lambda d: d.update(vocab=d["vocab"][:4]), "vocab has 4 code points but .*vocab_size is 5"),
     "vocab_range": (lambda d: d.update(vocab=np.array([0, 1, 2, 3, 0x110000], np.uint32)), "beyond the last Unicode"),
-    "pickled": (lambda d: d.update(meta=np.array([{"a": 1}], dtype=object)), "not a readable .npz"),
+    "pickled": (lambda d: d.update(meta=np.array([{"a": 1}], dtype=object)), "member 'meta' holds object"),
 }
 
 

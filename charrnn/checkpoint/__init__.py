@@ -8,13 +8,16 @@ Keys in the file (see CLI.md, "Checkpoint"):
     vocab                 (V,) uint32 code points, sorted, unique
     <param name>          PyTorch state_dict names and shapes, config.param_shapes; one float dtype for all
     resume/<key>          training state (any non-object arrays)
-Simplification chosen on purpose: the file is the whole truth; nothing is pickled, so every array is read with
-`allow_pickle=False`, and every failure to read or validate becomes a one-line CheckpointError with a hint.
+Simplification chosen on purpose: the file is the whole truth; nothing is pickled, and a file is hostile input:
+only regular files are opened, every member's size is held to what the (bounded) configs give it before it is
+read (reader.py), every field of the configs and meta is type- and range-checked (fields.py), and every failure
+to read or validate becomes a one-line CheckpointError with a hint.
 """
 
-from charrnn.checkpoint.files import describe, discard_temp_files, load, save
+from charrnn.checkpoint.files import check_writable, describe, discard_temp_files, load, save
 from charrnn.checkpoint.record import (BAD_FILE_HINT, FORMAT_VERSION, MAX_CODE_POINT, RESERVED, RESUME_PREFIX,
                                        TEXT_KEYS, TRAIN_HINT, Checkpoint, CheckpointError)
 
 __all__ = ["FORMAT_VERSION", "RESUME_PREFIX", "TEXT_KEYS", "RESERVED", "MAX_CODE_POINT", "TRAIN_HINT",
-           "BAD_FILE_HINT", "Checkpoint", "CheckpointError", "save", "load", "describe", "discard_temp_files"]
+           "BAD_FILE_HINT", "Checkpoint", "CheckpointError", "save", "load", "describe", "discard_temp_files",
+           "check_writable"]

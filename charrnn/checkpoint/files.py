@@ -7,12 +7,16 @@ import json
 import math
 import os
 import tempfile
+import time
 
 import numpy as np
 
 from charrnn import config
-from charrnn.checkpoint.record import (BAD_FILE_HINT, FORMAT_VERSION, RESERVED, RESUME_PREFIX, TEXT_KEYS, TRAIN_HINT,
-                                       Checkpoint, CheckpointError, _first_problem)
+from charrnn.checkpoint.fields import config_problem
+from charrnn.checkpoint.reader import directory, invalid, open_regular, parse_json, read_array, short
+from charrnn.checkpoint.record import (BAD_FILE_HINT, FORMAT_VERSION, OTHER_RESUME_BYTES, RESERVED, RESUME_PREFIX,
+                                       TEXT_KEYS, TRAIN_HINT, Checkpoint, CheckpointError, _first_problem,
+                                       resume_shape)
 from charrnn.config import ModelConfig, TrainConfig
 
 # ------------------------------------------------------------------------------------------------- saving
@@ -73,11 +77,66 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
+STALE_UNKNOWN_AGE = 3600.0  # seconds: a temp file whose name carries no process id is stale after this
+
+
+def _temp_prefix(path: str) -> str:
+    """Temp files of a save to `path` are named .NAME.PID.RANDOM.tmp next to it (PID: the writing process)."""
+    return f".{os.path.basename(path)}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # EPERM: alive, someone else's
+        return True
+    return True
+
+
+def _remove_stale_temp_files(path: str) -> None:
+    """Remove temp files of earlier saves to `path` that no save will finish: their process is gone (kill -9,
+    power loss), or it is this process and the save is over, or (a name without a process id) they are older
+    than STALE_UNKNOWN_AGE. A concurrent save by a live process keeps its file. Best effort, never raises."""
+    directory, prefix = os.path.dirname(path) or ".", _temp_prefix(path)
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix) and n.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        tmp = os.path.join(directory, name)
+        pid, stale = name[len(prefix):].split(".", 1)[0], False
+        if pid.isdigit() and int(pid) > 0:
+            stale = not _pid_alive(int(pid)) or (int(pid) == os.getpid() and tmp not in _IN_FLIGHT)
+        else:
+            with contextlib.suppress(OSError):
+                stale = time.time() - os.lstat(tmp).st_mtime > STALE_UNKNOWN_AGE
+        if stale:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _make_parents(directory: str) -> list[str]:
+    """Create `directory` and its missing parents; the ones created, deepest first (to remove on failure)."""
+    created, d = [], directory
+    while d and not os.path.isdir(d):
+        created.append(d)
+        parent = os.path.dirname(d)
+        if parent == d:
+            break
+        d = parent
+    os.makedirs(directory, exist_ok=True)
+    return created
+
+
 def save(path, ckpt: Checkpoint) -> None:
     """Validate `ckpt` and write it to `path` atomically: a temp file in the same directory, fsync, os.replace.
 
-    The file is written exactly at `path` (no ".npz" appended); parent directories are created. On any error
-    the temp file is removed and an existing checkpoint at `path` is left untouched.
+    The file is written exactly at `path` (no ".npz" appended); parent directories are created. A symbolic link
+    at `path` stays a link: the file it points to is replaced. Stale temp files of earlier saves to the same path
+    are removed first. On any error the temp file and the directories this save created are removed, and an
+    existing checkpoint at `path` is left untouched.
     """
     path = os.fspath(path)
     problem = _first_problem(ckpt)
@@ -85,63 +144,68 @@ def save(path, ckpt: Checkpoint) -> None:
         raise CheckpointError(f"refusing to write {path}: {problem}")
     try:
         arrays = _arrays(ckpt)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"refusing to write {path}: meta is not JSON-serialisable ({exc})") from exc
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    mode = _file_mode(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    _IN_FLIGHT.add(tmp)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"refusing to write {path}: meta is not JSON-serialisable ({short(exc, 100)})") from exc
+    target = os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
+    directory = os.path.dirname(target)
+    created = _make_parents(directory)
+    mode = _file_mode(target)
+    _remove_stale_temp_files(target)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.", suffix=".tmp", dir=directory)
+        _IN_FLIGHT.add(tmp)
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
         with contextlib.suppress(OSError):
             os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        for d in created:  # deepest first; rmdir refuses a directory someone else has put something in
+            with contextlib.suppress(OSError):
+                os.rmdir(d)
         raise
     finally:
         _IN_FLIGHT.discard(tmp)
     _fsync_dir(directory)
 
 
-def _read(path: str) -> dict[str, np.ndarray]:
-    """Every array in the .npz at `path`, read into memory; the file is closed on return."""
-    if not os.path.exists(path):
-        raise CheckpointError(f"checkpoint {path} not found; {TRAIN_HINT} or pass -c PATH")
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path} is a directory, not a checkpoint; pass the .npz file with -c PATH")
+def check_writable(path) -> None:
+    """Fail fast, before any work, if a checkpoint could not be saved at `path`: its directory (or the nearest
+    existing parent, when it is to be created) must let us create a file. Raises CheckpointError."""
+    path = os.fspath(path)
+    target = os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
+    d = os.path.dirname(target)
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        if os.path.lexists(d):
+            raise CheckpointError(f"cannot write {path}: {d} is not a directory")
+        d = os.path.dirname(d)
+    if d != os.path.dirname(target):  # parents are to be created: only ask
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise CheckpointError(f"cannot write {path}: no permission to create directories in {d}")
+        return
     try:
-        f = open(path, "rb")
+        fd, probe = tempfile.mkstemp(prefix=f"{_temp_prefix(target)}{os.getpid()}.", suffix=".tmp", dir=d)
     except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror}; check its permissions") from exc
-    with f:
-        head = f.read(2)
-        if head != b"PK":  # every .npz is a zip archive, and every zip archive starts with "PK"
-            what = "it is empty" if not head else "it is not a zip archive"
-            raise CheckpointError(f"{path} is not a readable .npz checkpoint ({what}); {BAD_FILE_HINT}")
-        f.seek(0)
-        try:
-            archive = np.load(f, allow_pickle=False)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
-            with archive:
-                return {key: archive[key] for key in archive.files}
-        except Exception as exc:  # zipfile, zlib, numpy format and pickle refusals all mean "unreadable"
-            detail = f"{type(exc).__name__}: {exc}"[:120]
-            raise CheckpointError(f"{path} is not a readable .npz checkpoint (corrupt or truncated? {detail}); "
-                                  f"{BAD_FILE_HINT}") from exc
+        raise CheckpointError(f"cannot write {path}: {exc.strerror} in {d}") from exc
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
-def _version(path: str, data: dict) -> int:
+TEXT_CHARS = {"model_config": 2**16, "train_config": 2**16, "meta": 2**23}  # JSON text members, in characters
+
+
+def _version(path: str, members: dict, archive) -> int:
     """The file's format version, checked against FORMAT_VERSION."""
-    if "format_version" not in data:
+    if "format_version" not in members:
         raise CheckpointError(f"{path} is not a charrnn checkpoint (missing 'format_version'); {TRAIN_HINT}")
-    v = data["format_version"]
+    v = read_array(path, archive, members["format_version"], 64)
     if v.shape != () or v.dtype.kind not in "iu" or int(v) < 1:
         raise CheckpointError(f"{path} has an invalid format_version ({v.dtype} {v.shape}); {BAD_FILE_HINT}")
     if int(v) > FORMAT_VERSION:
@@ -150,41 +214,55 @@ def _version(path: str, data: dict) -> int:
     return int(v)
 
 
-def _parse_json(path: str, data: dict, key: str) -> dict:
-    """The JSON object stored as text under `key`."""
-    arr = data[key]
-    try:
-        if arr.shape != () or arr.dtype.kind != "U":
-            raise ValueError(f"a {arr.dtype} array of shape {arr.shape}, not text")
-        obj = json.loads(str(arr[()]))
-        if not isinstance(obj, dict):
-            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: '{key}' is not valid JSON object text ({exc}); {BAD_FILE_HINT}") from exc
-    return obj
+def _member_bytes(path: str, key: str, mc: ModelConfig, tc: TrainConfig) -> int:
+    """The most data bytes the member `key` (not a reserved one) may hold for these configs."""
+    shapes = config.param_shapes(mc)
+    sizes = f"a {mc.layers}-layer {mc.cell} (embed {mc.embed}, hidden {mc.hidden}, vocab {mc.vocab_size})"
+    if not key.startswith(RESUME_PREFIX):
+        if key not in shapes:
+            raise invalid(path, f"unexpected parameter {key[:80]!r} for {sizes}")
+        return 8 * math.prod(shapes[key])
+    shape = resume_shape(key[len(RESUME_PREFIX):], mc, tc)
+    if shape is False:
+        raise invalid(path, f"resume key {key[len(RESUME_PREFIX):][:80]!r} names no parameter or layer of {sizes}")
+    return OTHER_RESUME_BYTES if shape is None else 8 * math.prod(shape)
 
 
 def load(path) -> Checkpoint:
-    """Read and validate the checkpoint at `path`; any problem raises a one-line CheckpointError."""
+    """Read and validate the checkpoint at `path` as hostile input (see reader.py); any problem raises a one-line
+    CheckpointError. The configs are read and checked first; every other member is then held to the size they
+    give it."""
     path = os.fspath(path)
-    data = _read(path)
-    version = _version(path, data)
-    for key in RESERVED:
-        if key not in data:
-            raise CheckpointError(f"{path} is damaged: missing '{key}'; {BAD_FILE_HINT}")
-    mc, tc, meta = (_parse_json(path, data, key) for key in TEXT_KEYS)
+    with open_regular(path) as f:
+        archive, members = directory(path, f)
+        version = _version(path, members, archive)
+        for key in RESERVED:
+            if key not in members:
+                raise CheckpointError(f"{path} is damaged: missing '{key}'; {BAD_FILE_HINT}")
+        mc, tc, meta = (parse_json(path, key, read_array(path, archive, members[key], 4 * TEXT_CHARS[key]))
+                        for key in TEXT_KEYS)
+        try:
+            mc, tc = config.from_dict(ModelConfig, mc), config.from_dict(TrainConfig, tc)
+        except TypeError as exc:  # e.g. a key that is not a string
+            raise invalid(path, f"a config does not fit ({short(exc, 80)})") from exc
+        problem = config_problem(mc, tc)
+        if problem:
+            raise invalid(path, problem)
+        vocab = read_array(path, archive, members["vocab"], 8 * mc.vocab_size)
+        arrays = {key: read_array(path, archive, info, _member_bytes(path, key, mc, tc))
+                  for key, info in members.items() if key not in RESERVED}
     ckpt = Checkpoint(
-        model_config=config.from_dict(ModelConfig, mc),
-        train_config=config.from_dict(TrainConfig, tc),
-        vocab=data["vocab"],
-        params={k: v for k, v in data.items() if k not in RESERVED and not k.startswith(RESUME_PREFIX)},
-        resume={k[len(RESUME_PREFIX):]: v for k, v in data.items() if k.startswith(RESUME_PREFIX)},
+        model_config=mc,
+        train_config=tc,
+        vocab=vocab,
+        params={k: v for k, v in arrays.items() if not k.startswith(RESUME_PREFIX)},
+        resume={k[len(RESUME_PREFIX):]: v for k, v in arrays.items() if k.startswith(RESUME_PREFIX)},
         meta=meta,
         version=version,
     )
     problem = _first_problem(ckpt)
     if problem:
-        raise CheckpointError(f"{path} is not a valid checkpoint: {problem}; {BAD_FILE_HINT}")
+        raise invalid(path, problem)
     order = list(config.param_shapes(ckpt.model_config))
     ckpt.params = {k: ckpt.params[k] for k in order}
     return ckpt

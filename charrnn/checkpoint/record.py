@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from charrnn import config
+from charrnn.checkpoint.fields import config_problem, meta_problem, show
 from charrnn.config import ModelConfig, TrainConfig
 
 FORMAT_VERSION = 1
@@ -42,25 +43,6 @@ class Checkpoint:
 # ---------------------------------------------------------------------------------------------- validation
 
 
-def _config_problem(mc, tc) -> str | None:
-    """The first thing wrong with the two configs, or None."""
-    if not isinstance(mc, ModelConfig) or not isinstance(tc, TrainConfig):
-        return "model_config/train_config must be ModelConfig/TrainConfig"
-    if mc.cell not in config.CELL_NAMES:
-        return f"unknown cell {mc.cell!r} (known: {', '.join(config.CELL_NAMES)})"
-    for name in ("vocab_size", "embed", "hidden", "layers"):
-        value = getattr(mc, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            return f"model_config.{name} must be a positive integer, got {value!r}"
-    if not isinstance(mc.dropout, (int, float)) or not 0.0 <= mc.dropout < 1.0:
-        return f"model_config.dropout must be in [0, 1), got {mc.dropout!r}"
-    for name, known in (("optimizer", config.OPTIMIZER_NAMES), ("schedule", config.SCHEDULE_NAMES),
-                        ("dtype", config.DTYPE_NAMES)):
-        if getattr(tc, name) not in known:
-            return f"unknown train_config.{name} {getattr(tc, name)!r} (known: {', '.join(known)})"
-    return None
-
-
 def _vocab_problem(vocab, vocab_size: int) -> str | None:
     """The first thing wrong with the vocabulary: (V,) uint32, strictly increasing, V = vocab_size, <= U+10FFFF."""
     if not isinstance(vocab, np.ndarray) or vocab.ndim != 1 or vocab.dtype != np.uint32:
@@ -72,6 +54,9 @@ def _vocab_problem(vocab, vocab_size: int) -> str | None:
         return "vocab is not sorted and unique"
     if int(vocab.max()) > MAX_CODE_POINT:
         return f"vocab holds {int(vocab.max()):#x}, beyond the last Unicode code point {MAX_CODE_POINT:#x}"
+    surrogates = vocab[(vocab >= 0xD800) & (vocab <= 0xDFFF)]
+    if len(surrogates):
+        return f"vocab holds {int(surrogates[0]):#x}, a surrogate, not a character (U+D800-U+DFFF are none)"
     return None
 
 
@@ -101,26 +86,60 @@ def _param_problem(params, mc: ModelConfig) -> str | None:
     return None
 
 
-def _state_problem(resume, meta) -> str | None:
-    """The first thing wrong with the training state (string keys, non-object arrays) or meta (a dict)."""
+def resume_shape(key: str, mc: ModelConfig, tc: TrainConfig) -> tuple | bool | None:
+    """The shape a `resume/` array must have, from the configs: weights and optimizer moments like the parameters
+    ("params/<name>", "optim/<buffer>/<name>"), the step count "optim/t" a scalar, the carried state
+    "state/<layer>/<i>" (B, H). False for such a key that names no parameter or layer of this model; None for a
+    key of another kind (at most OTHER_RESUME_BYTES, any shape)."""
+    shapes = config.param_shapes(mc)
+    parts = key.split("/")
+    if parts[0] == "params" and len(parts) == 2:
+        return shapes.get(parts[1], False)
+    if key == "optim/t":
+        return ()
+    if parts[0] == "optim" and len(parts) == 3:
+        return shapes.get(parts[2], False)
+    if parts[0] == "state" and len(parts) == 3:
+        ok = parts[1] in {str(k) for k in range(mc.layers)} and parts[2] in ("0", "1")
+        return (tc.batch, mc.hidden) if ok else False
+    return None
+
+
+OTHER_RESUME_BYTES = 2**20
+
+
+def _state_problem(resume, mc: ModelConfig, tc: TrainConfig) -> str | None:
+    """The first thing wrong with the training state: string keys, non-object arrays of the shape the configs
+    give (see resume_shape), floats where weights are kept."""
     if not isinstance(resume, dict):
         return "resume must be a dict of arrays"
     for key, value in resume.items():
         if not isinstance(key, str) or not key:
-            return f"resume key {key!r} must be a non-empty string"
+            return f"resume key {show(key)} must be a non-empty string"
         if not isinstance(value, np.ndarray) or value.dtype.hasobject:
             return f"resume[{key!r}] must be a numeric or string ndarray (no Python objects)"
-    if not isinstance(meta, dict):
-        return f"meta must be a dict, got {type(meta).__name__}"
+        shape = resume_shape(key, mc, tc)
+        if shape is None:
+            if value.nbytes > OTHER_RESUME_BYTES:
+                return f"resume[{key!r}] holds {value.nbytes:,} bytes, more than {OTHER_RESUME_BYTES:,}"
+            continue
+        if shape is False:
+            return f"resume key {key!r} names no parameter or layer of this model"
+        if value.shape != shape:
+            return f"resume[{key!r}] has shape {value.shape}, expected {shape}"
+        kinds = "iu" if key == "optim/t" else "f"
+        if value.dtype.kind not in kinds or value.dtype.itemsize > 8:
+            return f"resume[{key!r}] is {value.dtype}, expected {'an integer' if kinds == 'iu' else 'floats'}"
     return None
 
 
 def _first_problem(ckpt: Checkpoint) -> str | None:
     """The first thing wrong with `ckpt`, or None: the same checks guard save and load."""
-    mc = ckpt.model_config
+    mc, tc = ckpt.model_config, ckpt.train_config
     return (
-        _config_problem(mc, ckpt.train_config)
+        config_problem(mc, tc)
         or _vocab_problem(ckpt.vocab, mc.vocab_size)
         or _param_problem(ckpt.params, mc)
-        or _state_problem(ckpt.resume, ckpt.meta)
+        or _state_problem(ckpt.resume, mc, tc)
+        or meta_problem(ckpt.meta, tc)
     )
