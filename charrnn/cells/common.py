@@ -39,12 +39,28 @@ def _gate_scale(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndar
 def _gate_scale_blocks(cell: str, H: int, N: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
     """`_gate_scale` as whole (G·H,N) arrays for the gate-major step, read-only, built once per shape.
 
-    Every column is the scale (offset) vector: elementwise against an equal-shape array is one contiguous pass
-    (~2.7 µs for 4H·N = 32,768 here), where a (G·H,1) column broadcast walks N-element rows (~8 µs).
+    Every column is the scale (offset) vector: elementwise against an equal-shape array is one contiguous pass,
+    where a (G·H,1) column broadcast walks N-element rows several times slower (see BENCHMARKS.md, "What each
+    change bought", the in-place GRU forward).
     """
     scale, offset = (np.repeat(v[:, None], N, axis=1) for v in _gate_scale(cell, H, dtype))
     scale.flags.writeable = offset.flags.writeable = False
     return scale, offset
+
+
+def _gate_nonlinearity(a: np.ndarray, scale, offset, prescaled: bool) -> None:
+    """In place: gate pre-activations a -> σ(a) on the sigmoid rows and tanh(a) on the tanh rows, in ONE tanh pass.
+
+    σ(a) = (1 + tanh(a/2)) / 2, so the sigmoid rows are halved (unless `prescaled`: the weights and bias were
+    halved there already, which is exact), go through the same np.tanh call as the tanh rows, and are fixed up
+    with one multiply-add. scale, offset: `_gate_scale`'s (½ and ½ on sigmoid rows, 1 and 0 on tanh rows), as
+    arrays of a's shape, or the scalars 0.5, 0.5 when every row of `a` is a sigmoid's.
+    """
+    if not prescaled:
+        a *= scale
+    np.tanh(a, out=a)  # tanh(a/2) on the sigmoid rows, tanh(a) on the others
+    a *= scale
+    a += offset
 
 
 def _project(x: np.ndarray, W_ih: np.ndarray, bias: np.ndarray, out: np.ndarray) -> None:
@@ -99,8 +115,9 @@ def _odd_pitch(rows: int, cols: int, dtype) -> np.ndarray:
 
     For the gate-major gradients (G·H, T·N), written and read one (G·H, N) column block per step: with T·N·4 bytes
     a power of two (64·32·4 = 8 kB) every row of a block falls into the same few cache sets, and the step's write
-    and the GEMM that reads it back run ~25 µs slower per step (measured for 4H 1024, N 32). An odd pitch spreads
-    the rows over all sets. BLAS takes the view through its leading dimension, so nothing else changes.
+    and the GEMM that reads it back slow down (see BENCHMARKS.md, "What each change bought", the odd-pitch row).
+    An odd pitch spreads the rows over all sets. BLAS takes the view through its leading dimension, so nothing
+    else changes.
     """
     itemsize = np.dtype(dtype).itemsize
     lines = -(-cols * itemsize // 64) | 1  # ceil to whole lines, then odd
