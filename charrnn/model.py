@@ -57,11 +57,12 @@ def _layer_keys(k: int) -> tuple[tuple[tuple[str, str], ...], str]:
 def for_stepping(params: dict, mc: ModelConfig) -> dict:
     """params plus, for each layer of a cell that has one (LSTM, GRU), its fused [weight_ih | weight_hh] weight
     (`Cell.fuse`, (4H, D+H)): for callers that make many T = 1 steps with fixed weights (sampling, beam search).
-    The step then makes ONE matrix-vector product over [x; h] instead of two. Measured here (H 256): OpenBLAS runs
-    a (1024, 256) product on one thread (~18 µs) but a (1024, 512) one on both (~17 µs), so an LSTM's layer 1 spends
-    ~17 instead of ~36 µs per character in products. The same sums in another order: equal to the plain step up to
-    rounding, not bit for bit. The fused arrays are copies, so the weights must not change while the returned dict
-    is in use. The RNN has no fused step (its (H, D+H) product is single-threaded either way): params come back.
+    The step then makes ONE matrix-vector product over [x; h] instead of two: OpenBLAS runs a product as small as
+    (1024, 256) on one thread but a (1024, 512) one on both, so an LSTM's layer 1 spends about half as long in
+    products per character (see BENCHMARKS.md, "What each change bought", the fused sampling weights). The same
+    sums in another order: equal to the plain step up to rounding, not bit for bit. The fused arrays are copies,
+    so the weights must not change while the returned dict is in use. The RNN has no fused step (its (H, D+H)
+    product is single-threaded either way): params come back.
     """
     fuse = CELLS[mc.cell].fuse
     if fuse is None:
@@ -98,10 +99,10 @@ def forward(params: dict, mc: ModelConfig, ids: np.ndarray, state: list, rng=Non
     """ids (N,T), state per layer -> logits (T,N,V), final state, cache. Dropout is on iff rng is given.
 
     need_cache=False (no backward will follow: sampling, evaluation) returns None for the cache, which spares the
-    cells at T = 1 the arrays that only backward reads (~6 µs per character for an LSTM 2x256).
+    cells at T = 1 the arrays that only backward reads (see BENCHMARKS.md, "What each change bought").
     """
     cell = CELLS[mc.cell]
-    x = params["embedding.weight"].take(ids.T, axis=0)  # (T,N,D) the same rows as [ids.T], ~0.7 µs faster
+    x = params["embedding.weight"].take(ids.T, axis=0)  # (T,N,D) the same rows as [ids.T], with less overhead
     layers, masks, new_state = [], [], []
     for k in range(mc.layers):
         if k > 0:
@@ -142,8 +143,8 @@ def backward(dlogits: np.ndarray, cache: ForwardCache, params: dict, mc: ModelCo
 def _embedding_grad(ids: np.ndarray, dx: np.ndarray, emb: np.ndarray) -> np.ndarray:
     """dLoss/d(embedding) (V,D): the rows of dx (M,D) summed by their ids (M,).
 
-    Sort the ids, then one np.add.reduceat per run of equal ids: 0.26 ms for M = 2048, D = 64, against 1.6 ms for
-    np.add.at (which handles repeated indices one element at a time).
+    Sort the ids, then one np.add.reduceat per run of equal ids: several times faster than np.add.at, which
+    handles repeated indices one element at a time (see BENCHMARKS.md, "What each change bought").
     """
     demb = np.zeros_like(emb)  # (V,D)
     if ids.size == 0:

@@ -35,7 +35,8 @@ _CHUNK = 1 << 16  # elements converted to float64 at a time: 512 KB, so the copy
 
 def _sum_of_squares(g: np.ndarray) -> float:
     """Σ g² accumulated in float64. A float32 array is converted one chunk at a time: converting a whole
-    gradient made a fresh float64 copy per parameter (3.3 ms per step for the default model, against 0.8 ms)."""
+    gradient made a fresh float64 copy per parameter, several times slower (see BENCHMARKS.md, "What each change
+    bought", the clip_grad_norm row)."""
     flat = g.reshape(-1)  # (size,)
     if flat.dtype == np.float64:
         return float(np.dot(flat, flat))

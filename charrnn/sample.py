@@ -2,10 +2,10 @@
 
 Shapes: N batch (1 when sampling, W beams in beam search), T time, H hidden, V vocabulary.
 Everything runs through `model.forward`, the one forward path: the prefix in ONE call with T = len(prefix), then
-one call with T = 1 per new character, given `model.for_stepping`'s fused [W_ih | W_hh] per LSTM layer (one
-matrix-vector product per layer and step instead of two: ~20% less time per character). The distribution of the
-next character is logits / temperature -> top-k -> top-p -> renormalise, computed in float64 and drawn with one
-`rng.random()` and a cumulative-sum search.
+one call with T = 1 per new character, given `model.for_stepping`'s fused weight per LSTM or GRU layer (one
+matrix-vector product per layer and step instead of two; the RNN has none: see `model.for_stepping`). The
+distribution of the next character is logits / temperature -> top-k -> top-p -> renormalise, computed in float64
+and drawn with one `rng.random()` and a cumulative-sum search.
 
 Choices made on purpose:
 - Every prefix, the empty one included, is read as if it followed a line break: from the zero state "\\n" is fed
@@ -103,13 +103,14 @@ def next_id(logits: np.ndarray, cfg: SampleConfig, rng: np.random.Generator) -> 
 
 
 def _draw_unfiltered(logits: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
-    """draw(filter_probs(logits, temperature), rng) for temperature > 0, bit for bit, in ~6 µs instead of ~11.
+    """draw(filter_probs(logits, temperature), rng) for temperature > 0, bit for bit, in about half the time.
 
     The same float64 operations in the same order on one buffer: shift by the max, / temperature, exp, normalise,
     cumulative sum, search for one rng.random() scaled by the total. The speed comes from calling the ufunc
-    methods directly (np.add.accumulate is np.cumsum's loop without ~1.3 µs of dispatch; ndarray.searchsorted
-    skips ~0.7 µs of np.searchsorted's), from working in place, and from entering np.errstate (~1 µs) only where a
+    methods directly (np.add.accumulate is np.cumsum's loop without its dispatch; ndarray.searchsorted skips part
+    of np.searchsorted's), from working in place, and from entering np.errstate (itself not free) only where a
     division can overflow: at temperature 1 there is no division, and exp of values <= 0 can only underflow.
+    The figures: BENCHMARKS.md, "What each change bought", the unfiltered-draw row.
     """
     z = np.array(logits, dtype=np.float64).ravel()  # (V,) a float64 copy of the logits
     z -= np.maximum.reduce(z)  # every value <= 0

@@ -8,18 +8,22 @@ Parameters follow PyTorch's names and layouts (`weight_ih` (G·H,D), `weight_hh`
 (G·H,)), gate order LSTM i, f, g, o and GRU r, z, n with r applied to (W_hn h + b_hn), so checkpoints interoperate
 with `nn.RNN/LSTM/GRU`. A state is a tuple: (h,) for rnn and gru, (h, c) for lstm, each (N,H).
 
-Speed is designed in (measurements in BENCHMARKS.md): only the recurrence runs inside the time loop. The input
-projection of all T steps is computed before it; the weight gradients are one GEMM each after it; elementwise work
-writes into preallocated whole-sequence arrays with `out=`, so the loop allocates nothing. Inside the loop the
-LSTM and GRU work gate-major: a step's gates are one (G·H,N) block, W_hh @ hᵀ, which OpenBLAS computes ~30%
-faster than h @ W_hhᵀ at N 32, H 256, and which makes every gate a contiguous (H,N) block (see lstm.py). The RNN
-(one gate, H×H weights, where the orientations differ by ~4 µs) stays batch-major (N,H) with a C-contiguous copy
-of W_hh.T. All gates share ONE tanh pass: σ(a) = (1 + tanh(a/2)) / 2, so the sigmoid gates' rows of the weights
-and biases are halved in per-call copies (at T = 1, sampling, the pre-activations are scaled instead) and the
-sigmoid gates are fixed up with one multiply-add. numpy's float32 tanh is cheaper here than the exp, add and
-reciprocal of 1 / (1 + exp(-a)), and it saturates to exactly ±1 without overflow. Backward recomputes nothing: the
-cache holds each gate after its nonlinearity, and the local derivatives are formed from it one step at a time
-inside the loop, while that step's gates are in cache.
+Each module starts from its reference: charrnn/cells/reference.py writes the three cells exactly as the
+equations read, one step and one gate at a time, forward and backward; the tests hold the fast cells to it.
+
+Speed is designed in (the figures are in BENCHMARKS.md, "What each change bought"): only the recurrence runs
+inside the time loop. The input projection of all T steps is computed before it; the weight gradients are one
+GEMM each after it; elementwise work writes into preallocated whole-sequence arrays with `out=`, so the loop
+allocates nothing. Inside the loop the LSTM and GRU work gate-major: a step's gates are one (G·H,N) block,
+W_hh @ hᵀ, which OpenBLAS computes faster than h @ W_hhᵀ at the default sizes, and which makes every gate a
+contiguous (H,N) block (see lstm.py). The RNN (one gate, H×H weights, where the two orientations cost about the
+same) stays batch-major (N,H) with a C-contiguous copy of W_hh.T. All gates share ONE tanh pass:
+σ(a) = (1 + tanh(a/2)) / 2 (`common._gate_nonlinearity`), so the sigmoid gates' rows of the weights and biases are
+halved in per-call copies (at T = 1, sampling, the pre-activations are scaled instead) and the sigmoid gates are
+fixed up with one multiply-add. numpy's float32 tanh is cheaper here than the exp, add and reciprocal of
+1 / (1 + exp(-a)), and it saturates to exactly ±1 without overflow. Backward recomputes nothing: the cache holds
+each gate after its nonlinearity, and the local derivatives are formed from it one step at a time inside the
+loop, while that step's gates are in cache.
 """
 
 from __future__ import annotations

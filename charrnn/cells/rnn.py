@@ -1,4 +1,10 @@
-"""The vanilla RNN cell, forward and backward. Shapes: T time, N batch, D input, H hidden."""
+"""The vanilla RNN cell, forward and backward. Shapes: T time, N batch, D input, H hidden.
+
+`reference.rnn_forward` and `reference.rnn_backward` (charrnn/cells/reference.py) reorganised: the input
+projection of all T steps is one GEMM before the loop and the weight gradients one GEMM each after it, so only
+the recurrence stays inside. Unlike the LSTM and GRU, the RNN stays batch-major (N,H): with one gate and H×H
+weights the two GEMM orientations cost about the same (see BENCHMARKS.md, "What each change bought").
+"""
 
 from __future__ import annotations
 
@@ -20,7 +26,10 @@ class RNNCache(NamedTuple):
 
 
 def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -> tuple[np.ndarray, tuple, RNNCache]:
-    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache)."""
+    """x (T,N,D), state (h0,) -> hs (T,N,H), final state (h_T,), cache (None if not need_cache).
+
+    `reference.rnn_forward` with the input projection hoisted out of the loop.
+    """
     (h0,) = state
     T, N, _ = x.shape
     H = h0.shape[1]
@@ -40,7 +49,10 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
 
 
 def rnn_backward(dhs: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, tuple, dict]:
-    """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names."""
+    """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names.
+
+    `reference.rnn_backward` with the weight and input gradients taken out of the loop: one GEMM each after it.
+    """
     x, hs, W_ih, W_hh = cache
     T = dhs.shape[0]
     da = np.square(hs[1:])  # (T,N,H) becomes dLoss/d(pre-activation); tanh' = 1 - h²
