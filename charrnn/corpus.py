@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
@@ -156,3 +157,35 @@ def _file_chunks(path: Path, size: int, phase: str, progress: Progress | None) -
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
     return ((before.st_size, before.st_mtime_ns, before.st_ino) != (after.st_size, after.st_mtime_ns, after.st_ino))
+
+
+def to_vocab(corpus: Corpus, codes: np.ndarray) -> tuple[np.ndarray, list[str], int]:
+    """How the corpus's ids map to another vocabulary `codes` (V',) (a model's): (lut (V,) int64 with each id's
+    id in `codes` or -1 where `codes` lacks the character, the characters it lacks, how often they occur)."""
+    codes = np.asarray(codes, dtype=np.uint32)
+    pos = np.minimum(np.searchsorted(codes, corpus.vocab), max(len(codes) - 1, 0))  # (V,)
+    found = (codes[pos] == corpus.vocab) if len(codes) else np.zeros(len(corpus.vocab), bool)
+    lut = np.where(found, pos, -1).astype(np.int64)  # (V,)
+    counts = corpus.counts if corpus.counts is not None else np.bincount(corpus.ids, minlength=len(lut))
+    missing = [chr(c) for c in corpus.vocab[~found].tolist()]
+    return lut, missing, int(counts[~found].sum())
+
+
+def without_unknown(corpus: Corpus, lut: np.ndarray, cache_dir=None, chunk: int = CHUNK) -> np.ndarray:
+    """The corpus's ids in the vocabulary `lut` maps to, characters it lacks (-1) left out: (L',) in memory
+    for an in-memory corpus, else written chunk by chunk to a nameless temporary file and memory-mapped."""
+    dtype = id_dtype(int(lut.max()) + 1)
+    if not isinstance(corpus.ids, np.memmap):
+        mapped = lut[corpus.ids]  # (L,)
+        return mapped[mapped >= 0].astype(dtype)
+    directory = Path(cache_dir) if cache_dir is not None else corpus_cache.default_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=directory) as f:  # gone from the directory at once, from the disk when unmapped
+        n = 0
+        for at in range(0, len(corpus.ids), chunk):
+            mapped = lut[corpus.ids[at:at + chunk]]  # (≤chunk,)
+            kept = mapped[mapped >= 0].astype(dtype)
+            f.write(kept.tobytes())
+            n += len(kept)
+        f.flush()
+        return np.memmap(f, dtype=dtype, mode="r", shape=(n,)) if n else np.zeros(0, dtype)
