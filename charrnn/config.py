@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-CELL_NAMES = ("rnn", "lstm", "gru")
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G: gate blocks packed in weight_ih / weight_hh
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # G: gate blocks packed in weight_ih / weight_hh; cells.CELLS follows it
+CELL_NAMES = tuple(GATES)
+CELL_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # one recurrent layer's parameters (PyTorch's names)
 OPTIMIZER_NAMES = ("adam", "rmsprop", "adagrad", "sgd")
 SCHEDULE_NAMES = ("constant", "cosine", "step")
 DTYPE_NAMES = ("float32", "float64")
@@ -109,15 +110,19 @@ def from_dict(cls, data: dict):
     return cls(**{k: v for k, v in data.items() if k in names})
 
 
+def layer_shapes(G: int, D: int, H: int) -> dict[str, tuple[int, ...]]:
+    """One recurrent layer's parameters (CELL_PARAMS) and shapes: G gate blocks of H rows each, input size D."""
+    return dict(zip(CELL_PARAMS, ((G * H, D), (G * H, H), (G * H,), (G * H,))))
+
+
 def param_shapes(mc: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every parameter's name and shape, in PyTorch's `state_dict` names and layouts (see CLI.md, "Checkpoint")."""
+    """Every parameter's name and shape, in order, under PyTorch's `state_dict` names and layouts (see README.md,
+    "Checkpoints"). The one list of the model's parameters: initialisation and checkpoint validation follow it."""
     G, H, V = GATES[mc.cell], mc.hidden, mc.vocab_size
     shapes: dict[str, tuple[int, ...]] = {"embedding.weight": (V, mc.embed)}
     for k in range(mc.layers):
-        shapes[f"rnn.weight_ih_l{k}"] = (G * H, mc.embed if k == 0 else H)
-        shapes[f"rnn.weight_hh_l{k}"] = (G * H, H)
-        shapes[f"rnn.bias_ih_l{k}"] = (G * H,)
-        shapes[f"rnn.bias_hh_l{k}"] = (G * H,)
+        layer = layer_shapes(G, mc.embed if k == 0 else H, H)
+        shapes.update({f"rnn.{name}_l{k}": shape for name, shape in layer.items()})
     shapes["decoder.weight"] = (V, H)
     shapes["decoder.bias"] = (V,)
     return shapes

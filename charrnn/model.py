@@ -19,22 +19,19 @@ from typing import NamedTuple
 
 import numpy as np
 
-from charrnn.cells import CELLS, FUSED, init_params as init_cell_params
-from charrnn.config import ModelConfig
-
-CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+from charrnn.cells import CELLS, FUSED
+from charrnn.config import CELL_PARAMS, ModelConfig, param_shapes
 
 
 def init_params(mc: ModelConfig, rng: np.random.Generator, dtype=np.float32) -> dict[str, np.ndarray]:
-    """Fresh parameters with PyTorch's initialisation: embedding N(0, 1), everything else U(±1/sqrt(H))."""
-    cell, H, V = CELLS[mc.cell], mc.hidden, mc.vocab_size
-    params = {"embedding.weight": rng.standard_normal((V, mc.embed)).astype(dtype)}  # (V,D)
-    for k in range(mc.layers):
-        layer = init_cell_params(rng, mc.embed if k == 0 else H, H, cell.gates, dtype)
-        params.update({f"rnn.{name}_l{k}": value for name, value in layer.items()})
-    bound = 1.0 / np.sqrt(H)
-    params["decoder.weight"] = rng.uniform(-bound, bound, (V, H)).astype(dtype)  # (V,H)
-    params["decoder.bias"] = rng.uniform(-bound, bound, V).astype(dtype)  # (V,)
+    """Fresh parameters with PyTorch's initialisation: embedding N(0, 1), everything else U(±1/sqrt(H)).
+
+    One draw per parameter of config.param_shapes(mc), in its order, so a seed always gives the same weights."""
+    bound = 1.0 / np.sqrt(mc.hidden)
+    params = {}
+    for name, shape in param_shapes(mc).items():
+        value = rng.standard_normal(shape) if name == "embedding.weight" else rng.uniform(-bound, bound, shape)
+        params[name] = value.astype(dtype)
     return params
 
 
@@ -51,7 +48,7 @@ def layer_params(params: dict, k: int) -> dict[str, np.ndarray]:
 def _layer_keys(k: int) -> tuple[tuple[tuple[str, str], ...], str]:
     """((short name, full key) of layer k's parameters, the FUSED key), built once: sampling calls forward once per
     character."""
-    return tuple((name, f"rnn.{name}_l{k}") for name in CELL_KEYS), f"rnn.{FUSED}_l{k}"
+    return tuple((name, f"rnn.{name}_l{k}") for name in CELL_PARAMS), f"rnn.{FUSED}_l{k}"
 
 
 def for_stepping(params: dict, mc: ModelConfig) -> dict:
@@ -135,7 +132,7 @@ def backward(dlogits: np.ndarray, cache: ForwardCache, params: dict, mc: ModelCo
         if mask is not None:
             dx *= mask
         dx, _, g = cell.backward(dx, cache.layers[k])
-        grads.update({f"rnn.{name}_l{k}": g[name] for name in CELL_KEYS})
+        grads.update({f"rnn.{name}_l{k}": g[name] for name in CELL_PARAMS})
     grads["embedding.weight"] = _embedding_grad(cache.ids.ravel(), dx.reshape(T * N, -1), params["embedding.weight"])
     return grads
 

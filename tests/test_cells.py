@@ -4,6 +4,7 @@ equations read); every gradient, fast and reference, matches centred differences
 import numpy as np
 import pytest
 
+from charrnn import config
 from charrnn.cells import CELLS, init_params
 from charrnn.cells.reference import REFERENCE
 from gradcheck import numeric_grad, rel_error
@@ -97,6 +98,17 @@ def test_fast_gradients_equal_the_reference(cell):
 
 def test_every_cell_has_a_reference():
     assert list(REFERENCE) == list(CELLS)
+
+
+def test_config_names_every_cell_with_its_gate_count():
+    """config (no numpy: the CLI's choices, checkpoint validation) and the cell registry describe the same cells."""
+    assert config.CELL_NAMES == tuple(CELLS)
+    assert config.GATES == {name: cell.gates for name, cell in CELLS.items()}
+    for name, cell in CELLS.items():  # and a cell's weights really have G blocks: its forward accepts them
+        p = init_params(np.random.default_rng(0), D, H, config.GATES[name])
+        state = tuple(np.zeros((N, H), np.float32) for _ in range(cell.states))
+        hs, _, _ = cell.forward(np.zeros((T, N, D), np.float32), state, p)
+        assert hs.shape == (T, N, H)
 
 
 @pytest.mark.parametrize("cell", sorted(CELLS))

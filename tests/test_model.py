@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from charrnn import model
+from charrnn import config, model
 from charrnn.cells import CELLS, FUSED
 from charrnn.config import ModelConfig
 from gradcheck import numeric_grad, rel_error
@@ -40,6 +40,18 @@ def test_model_gradients_match_centred_differences(cell, dropout):
     assert set(grads) == set(params)
     errors = {k: rel_error(grads[k], numeric_grad(f, params[k])) for k in params}
     assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("cell", CELL_NAMES)
+def test_init_params_follow_param_shapes_and_the_seed(cell):
+    mc = ModelConfig(cell=cell, vocab_size=7, embed=3, hidden=5, layers=3)
+    params = model.init_params(mc, np.random.default_rng(0), np.float64)
+    assert {k: v.shape for k, v in params.items()} == config.param_shapes(mc)
+    assert list(params) == list(config.param_shapes(mc))
+    again = model.init_params(mc, np.random.default_rng(0), np.float64)
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    bound = 1 / np.sqrt(mc.hidden)
+    assert all(np.abs(v).max() <= bound for k, v in params.items() if k != "embedding.weight")
 
 
 @pytest.mark.parametrize("cell", CELL_NAMES)

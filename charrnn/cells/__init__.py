@@ -1,6 +1,8 @@
 """Recurrent cells: vanilla RNN, LSTM and GRU, forward and backward side by side (one module each).
 
-Shapes: T time, N batch, D input, H hidden, G gate blocks (1 rnn, 4 lstm, 3 gru).
+Shapes: T time, N batch, D input, H hidden, G gate blocks (config.GATES: 1 rnn, 4 lstm, 3 gru). The cells import
+only numpy and charrnn.config (which imports nothing of ours), where the cell names, gate counts and parameter
+shapes are defined once.
 The cells' interface is time-major, x (T,N,D) in and hs (T,N,H) out, so every step of a layer is one contiguous
 slice.
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 from charrnn.cells.common import FUSED, init_params
+from charrnn.config import GATES
 from charrnn.cells.gru import gru_backward, gru_forward, gru_fuse
 from charrnn.cells.lstm import lstm_backward, lstm_forward, lstm_fuse
 from charrnn.cells.rnn import rnn_backward, rnn_forward
@@ -40,15 +43,15 @@ __all__ = ["CELLS", "Cell", "FUSED", "init_params", "rnn_forward", "rnn_backward
 
 
 class Cell(NamedTuple):
-    gates: int  # G: gate blocks in weight_ih / weight_hh
+    gates: int  # G: gate blocks in weight_ih / weight_hh, config.GATES[name]
     states: int  # arrays in a state tuple: 1 (h) or 2 (h, c)
     forward: Callable
     backward: Callable
     fuse: Callable | None = None  # (W_ih, W_hh) -> the FUSED weight its T = 1 step takes, if it has one
 
 
-CELLS = {
-    "rnn": Cell(1, 1, rnn_forward, rnn_backward),
-    "lstm": Cell(4, 2, lstm_forward, lstm_backward, lstm_fuse),
-    "gru": Cell(3, 1, gru_forward, gru_backward, gru_fuse),
+CELLS = {  # in config.CELL_NAMES order; a test checks that the two agree
+    "rnn": Cell(GATES["rnn"], 1, rnn_forward, rnn_backward),
+    "lstm": Cell(GATES["lstm"], 2, lstm_forward, lstm_backward, lstm_fuse),
+    "gru": Cell(GATES["gru"], 1, gru_forward, gru_backward, gru_fuse),
 }

@@ -8,6 +8,7 @@ import functools
 
 import numpy as np
 
+from charrnn.config import GATES, layer_shapes
 
 FUSED = "weight_ih_hh"  # [weight_ih | weight_hh] in one array, for T = 1 steps: see model.for_stepping
 
@@ -15,8 +16,7 @@ FUSED = "weight_ih_hh"  # [weight_ih | weight_hh] in one array, for T = 1 steps:
 def init_params(rng: np.random.Generator, D: int, H: int, G: int, dtype=np.float32) -> dict[str, np.ndarray]:
     """PyTorch's initialisation: every weight and bias uniform in ±1/sqrt(H)."""
     k = 1.0 / np.sqrt(H)
-    shapes = {"weight_ih": (G * H, D), "weight_hh": (G * H, H), "bias_ih": (G * H,), "bias_hh": (G * H,)}
-    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in shapes.items()}
+    return {name: rng.uniform(-k, k, size=shape).astype(dtype) for name, shape in layer_shapes(G, D, H).items()}
 
 
 @functools.lru_cache(maxsize=None)
@@ -27,7 +27,7 @@ def _gate_scale(cell: str, H: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndar
     offset = 1 - scale, so `tanh(scale * a) * scale + offset` is σ(a) on sigmoid rows and tanh(a) on tanh rows.
     """
     half = {"lstm": [(0, 2 * H), (3 * H, 4 * H)], "gru": [(0, 2 * H)]}[cell]
-    scale = np.ones({"lstm": 4, "gru": 3}[cell] * H, dtype=dtype)
+    scale = np.ones(GATES[cell] * H, dtype=dtype)
     for lo, hi in half:
         scale[lo:hi] = 0.5
     offset = 1.0 - scale
