@@ -94,8 +94,7 @@ def checkpoint_path(path: str | None) -> Path:
     if default.exists():
         return default
     if BUNDLED.exists():
-        say(f"no {default} here: using the bundled model ({BUNDLED_ABOUT}); train your own with "
-            f"`charrnn train CORPUS`")
+        say(f"charrnn: no {default}: using the bundled Shakespeare model (-q hides this)")
         return BUNDLED
     fail(f"no model at {default}; train one first: `charrnn train CORPUS` (or pass -c PATH)")
 

@@ -1,55 +1,92 @@
-"""`charrnn info`: what a checkpoint holds."""
+"""`charrnn info`: what a checkpoint holds, and its loss curves drawn in the terminal (`--json`: every number)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import math
 
 import typer
 
 from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, open_checkpoint
 
 
+def _best(summary: dict) -> tuple[int | None, float | None]:
+    """(step, loss) of the best validation in the curve, or (None, None)."""
+    vals = [(h["val_loss"], h["step"]) for h in summary["history"] if isinstance(h.get("val_loss"), (int, float))]
+    best = summary["best_val_loss"]
+    steps = [step for loss, step in vals if loss == best]
+    return (steps[0] if steps else None), best
+
+
 @app.command()
 def info(
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (every number of the curve) instead "
+                                 "of tables and a plot."),
 ) -> None:
     """Format version, cell, sizes, parameter count, vocabulary, training steps, seed, validation, curve."""
     from charrnn.checkpoint import describe
 
     path = checkpoint_path(checkpoint)
-    ckpt = open_checkpoint(path)
-    summary = describe(ckpt)
+    summary = describe(open_checkpoint(path))
+    history = summary["history"]
+    summary["best_step"], _ = _best(summary)
+    summary["elapsed"] = history[-1].get("elapsed") if history else None  # seconds of training, resumes included
     if as_json:
         print(json.dumps(summary))
         return
     from rich.console import Console
-    from rich.table import Table
 
     console = Console(highlight=False)
-    table = Table(show_header=False, box=None)
-    table.add_row("checkpoint", str(path))
-    for key, value in summary.items():
-        if key != "history":
-            table.add_row(key.replace("_", " "), f"{value:,}" if isinstance(value, int) else str(value))
-    console.print(table)
-    history = summary["history"]
+    console.print(_facts(str(path), summary))
     if history:
-        curve = Table(title="training curve", title_justify="left")
-        for column in ("step", "epoch", "chars", "elapsed", "loss", "val_loss", "lr"):
-            curve.add_column(column.replace("_", " "), justify="right")
-        for row in history[-20:] if len(history) > 20 else history:
-            curve.add_row(*(_cell(row.get(c)) for c in ("step", "epoch", "chars", "elapsed", "loss", "val_loss",
-                                                        "lr")))
-        console.print(curve)
-        if len(history) > 20:
-            console.print(f"(last 20 of {len(history)} entries; --json has them all)")
+        console.print()
+        console.print(_curves(history, summary, console.width))
 
 
-def _cell(value) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+def _facts(path: str, s: dict):
+    """The two-column table of what the checkpoint holds."""
+    from rich.table import Table
+
+    from charrnn.cli.progress import duration, loss_text
+
+    best = loss_text(s["best_val_loss"])
+    if s["best_step"] is not None:
+        best += f" at step {s['best_step']:,}"
+    rows = [("checkpoint", path), ("format version", str(s["format_version"])),
+            ("model", f"{s['cell']}, {s['layers']} x {s['hidden']}, embedding {s['embed']}, dropout {s['dropout']:g}"),
+            ("parameters", f"{s['parameters']:,}"), ("vocab size", str(s["vocab_size"])), ("dtype", s["dtype"]),
+            ("steps", "-" if s["steps"] is None else f"{s['steps']:,}"),
+            ("training time", "-" if s["elapsed"] is None else duration(s["elapsed"])),
+            ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best)]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _curves(history: list[dict], s: dict, width: int):
+    """Training and validation loss against steps, the best validation marked, as a braille plot with a legend."""
+    from rich.console import Group
+    from rich.text import Text
+
+    from charrnn.cli.plot import Series, plot
+
+    def finite(key):
+        rows = [(h["step"], h[key]) for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
+        return [r[0] for r in rows], [r[1] for r in rows]
+
+    train, val = Series("train", *finite("loss"), style="cyan"), Series("val", *finite("val_loss"), style="magenta",
+                                                                         glyph="•")
+    mark = None
+    legend = Text("loss curves: nats/char against steps\n", style="bold")
+    legend.append("⣀⡠ training", style="cyan").append(" (mean per interval)")
+    if val.xs:
+        legend.append("  ").append("• validation", style="magenta")
+    if s["best_step"] is not None:
+        mark = (s["best_step"], s["best_val_loss"], "◆", "bold red")
+        legend.append("  ").append(f"◆ best {s['best_val_loss']:.4f} at step {s['best_step']:,}", style="bold red")
+    width = max(min(width, 100), 40)
+    return Group(legend, plot([train, val], width=width, height=10, mark=mark, y_format="{:.3f}"))

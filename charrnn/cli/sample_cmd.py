@@ -15,13 +15,14 @@ import typer
 
 from charrnn.cli.common import (CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, quiet_stdout,
                                  read_text, say, unescape)
+from charrnn.cli.corpus_io import Unknown, known_only, unknown_option
 from charrnn.config import SampleConfig
 
 D = SampleConfig()
 ESCAPES = "Understands the escapes \\n, \\t and \\\\."
 BEAM_HELP = (
-    "Beam search of width W (0 = off): the most likely continuation it finds, by total log-probability under the "
-    "model's raw probabilities; deterministic, printed when the search ends. --temperature, --top-k, --top-p and "
+    "Beam search of width W (leave it out to sample): the most likely continuation it finds, by total "
+    "log-probability under the model's raw probabilities; deterministic, printed when the search ends. --temperature, --top-k, --top-p and "
     "--seed do not apply to it (a note on stderr says so when they are given). With --stop, a beam that has "
     "generated STR is finished and set aside, and the result is the highest total log-probability among the "
     "finished and the full-length beams, so a short finished text can win; the search ends early once no "
@@ -70,19 +71,26 @@ def sample(
     sep: str = typer.Option(
         D.sep, "--sep", metavar="STR", show_default="an empty line",
         help=f"Written between samples; a sample that does not end with a newline gets one first. {ESCAPES}"),
-    beam: int = typer.Option(D.beam, "--beam", metavar="W", min=0, help=BEAM_HELP),
+    beam: int | None = typer.Option(None, "--beam", metavar="W", min=1, show_default=False, help=BEAM_HELP),
+    unknown: Unknown = unknown_option(),
 ) -> None:
     """Generate text from a model and stream it to stdout: only the text, as it is generated."""
     ckpt = open_checkpoint(checkpoint_path(checkpoint))
+    _stdin_hint(prefix)
     text = read_text("-") if prefix == "-" else unescape(prefix)
     import numpy as np
 
     from charrnn.sample import UnknownCharacters, as_vocab, generate
 
     cfg = SampleConfig(length, temperature, top_k, top_p, seed, unescape(stop) if stop else None, num_samples,
-                       unescape(sep), beam)
+                       unescape(sep), beam or D.beam)
     vocab = as_vocab(ckpt.vocab)
-    rng = np.random.default_rng(seed if seed is not None else np.random.SeedSequence().entropy)
+    text = known_only(text, vocab, unknown)
+    if seed is None:
+        seed = int(np.random.SeedSequence().entropy % 2**32)  # short enough to type back
+        if not beam and temperature > 0:  # only a draw needs its seed to be repeated
+            say(f"seed {seed} (pass --seed {seed} to repeat)")
+    rng = np.random.default_rng(seed)
     try:
         first = generate(ckpt.params, ckpt.model_config, vocab, text, cfg, rng)
     except UnknownCharacters as e:
@@ -97,6 +105,39 @@ def sample(
         _write(samples, text, cfg.sep)
     except BrokenPipeError:  # the reader is gone (`| head`): that is a normal end
         quiet_stdout()
+
+
+def _stdin_hint(prefix: str) -> None:
+    """A note when stdin holds text that will not be read (`echo ROMEO: | charrnn sample`), or a prompt when the
+    prefix is to be typed at a terminal. Stdin is only looked at (fstat, and FIONREAD for a pipe), never read."""
+    if prefix == "-":
+        if sys.stdin.isatty():
+            say("reading the prefix from stdin; end it with Ctrl-D")
+        return
+    if _stdin_has_data():
+        say("charrnn: note: stdin is not read; pass --prefix - to use it as the prefix")
+
+
+def _stdin_has_data() -> bool:
+    """Whether fd 0 is a non-empty file, or a pipe or socket with bytes waiting (False when unknown)."""
+    import os
+    import stat
+
+    try:
+        mode = os.fstat(0)
+        if stat.S_ISREG(mode.st_mode):
+            return mode.st_size > 0
+        if stat.S_ISFIFO(mode.st_mode) or stat.S_ISSOCK(mode.st_mode):
+            import array
+            import fcntl
+            import termios
+
+            waiting = array.array("i", [0])
+            fcntl.ioctl(0, termios.FIONREAD, waiting)
+            return waiting[0] > 0
+    except (OSError, ImportError):  # no fd 0, or no FIONREAD on this platform: say nothing
+        pass
+    return False
 
 
 def _notes(ctx: typer.Context, cfg: SampleConfig, vocab) -> None:

@@ -15,17 +15,15 @@ import typer
 
 from charrnn.cli.common import (app, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
                                 text_argument)
-from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_STEPS, DTYPE_NAMES, OPTIMIZER_NAMES,
-                            SCHEDULE_NAMES, ModelConfig, TrainConfig)
+from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
+                            DTYPE_NAMES, ENGINE_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig, TrainConfig)
 
 Cell = Enum("Cell", {n: n for n in CELL_NAMES}, type=str)
 Optimizer = Enum("Optimizer", {n: n for n in OPTIMIZER_NAMES}, type=str)
 Schedule = Enum("Schedule", {n: n for n in SCHEDULE_NAMES}, type=str)
 Dtype = Enum("Dtype", {n: n for n in DTYPE_NAMES}, type=str)
 M, TR = ModelConfig(), TrainConfig()
-MODEL_OPTIONS = ("cell", "hidden", "layers", "embed", "dropout")
-# Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may.
-FIXED_ON_RESUME = ("batch", "seq", "val_frac", "dtype", "optimizer", "momentum", "weight_decay", "seed")
+Engine = Enum("Engine", {n: n for n in ENGINE_NAMES}, type=str)
 RUN_HINT = "checkpoint; say --resume to continue that run or --force to start a new one over it"
 
 
@@ -43,55 +41,7 @@ def _positive(value):
 
 def _opt(default, *names, help: str, **kw):
     """An option whose absence is visible (None), showing the real default from config in --help."""
-    return typer.Option(None, *names, help=help, show_default=str(default), **kw)
-
-
-def _merge(given: dict, out: Path, resume: bool, text: str):
-    """(ModelConfig, TrainConfig, vocab codes, resumed Checkpoint or None) from the options given and --out."""
-    import numpy as np
-
-    from charrnn.checkpoint import CheckpointError, load
-    from charrnn.corpus import text_sha256
-    from charrnn.data import Vocab
-
-    model_given = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
-    train_given = {k: v for k, v in given.items() if k not in MODEL_OPTIONS}
-    if not resume:
-        vocab = Vocab.from_text(text)
-        seed = train_given.pop("seed", None)
-        if seed is None:
-            seed = int(np.random.SeedSequence().entropy % 2**32)
-            say(f"seed {seed} (pass --seed {seed} to repeat this run)")
-        mc = ModelConfig(**model_given, vocab_size=len(vocab))
-        return mc, TrainConfig(**train_given, seed=seed), vocab.codes, None
-    if not out.exists():
-        fail(f"nothing to resume: {out} does not exist (drop --resume to start a new run)")
-    try:
-        ckpt = load(out)
-    except CheckpointError as e:
-        fail(str(e))
-    if ckpt.meta.get("corpus_sha256") != text_sha256(text):
-        fail(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); resume with the "
-             f"same corpus, or start a new run with --force")
-    stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
-    for name, value in given.items():
-        if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
-            if name == "batch" and _fitted_batch(value, len(text), ckpt.train_config) == stored[name]:
-                continue  # the same command line again: a short corpus shrank --batch the same way
-            flag = "--" + name.replace("_", "-")
-            fail(f"{flag} {value} conflicts with the run in {out} ({flag} {stored[name]}); drop it to resume, "
-                 f"or start a new run with --force")
-    train_given = {k: v for k, v in train_given.items() if k not in FIXED_ON_RESUME}
-    return ckpt.model_config, dataclasses.replace(ckpt.train_config, **train_given), ckpt.vocab, ckpt
-
-
-def _fitted_batch(batch: int, n_chars: int, tc: TrainConfig) -> int:
-    """The batch a run of `tc` on a corpus of n_chars characters would use for --batch `batch`."""
-    from charrnn.data import split
-    from charrnn.train import fit_batch
-
-    n_val = len(split(range(n_chars), tc.val_frac)[1])
-    return fit_batch(n_chars - n_val, batch, tc.seq)
+    return typer.Option(None, *names, help=help, show_default=False if default is None else str(default), **kw)
 
 
 class _Interrupt:
@@ -127,62 +77,74 @@ def _save(run, out: Path) -> None:
         fail(f"could not write {out}: {e}")
 
 
-def _train(mc, tc, vocab, text: str, ckpt, out: Path, corpus: str) -> None:
-    """Run the training loop: show progress, save on validation, periodically, at the end and on Ctrl-C."""
+def _start(plan, corpus, engine: str, device: str, dist):
+    """The Run for a launch plan; a run that cannot start is one line, exit 1."""
+    from charrnn.train import Run
+
+    try:
+        return Run(plan.mc, plan.tc, corpus, resume=plan.resume, engine=engine, device=device, dist=dist)
+    except ValueError as e:
+        fail(str(e))
+
+
+def _train(run, tc, out: Path, source: str) -> None:
+    """Run the training loop: show progress, save on validation, periodically, at the end and on Ctrl-C. In a
+    distributed run only rank 0 shows and saves; every rank stops at the same step."""
     import shlex
     import time
 
     import numpy as np
 
-    from charrnn.cli.progress import Progress, _bits, _duration, summary
-    from charrnn.corpus import text_sha256
-    from charrnn.data import Vocab
-    from charrnn.train import Diverged, Run
+    from charrnn.cli.progress import Progress, duration, loss_text, summary
+    from charrnn.train import Diverged
 
-    ids = Vocab(vocab).encode(text)
-    try:
-        run = Run(mc, tc, vocab, ids, text_sha256(text), resume=ckpt)
-    except ValueError as e:
-        fail(str(e))
-    if run.tc.batch != tc.batch:
+    main = run.is_main
+    if run.tc.batch != tc.batch and main:
         say(f"the corpus is short: using --batch {run.tc.batch} instead of {tc.batch}")
-    first, saved, saved_step, last = run.meta["step"], time.monotonic(), None, None
-    progress, interrupt = Progress(run.total_steps, first, run.tc.max_time), _Interrupt()
+    first, saved, saved_step, last = run.meta.step, time.monotonic(), None, None
+    progress = Progress(run.total_steps, first, run.tc.max_time) if main else None
+    interrupt = _Interrupt()
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported as such
-            for last in run.steps():
+            for last in run.steps(lambda: interrupt.requested):
+                if not main:
+                    continue
                 progress.update(last)
-                if interrupt.requested:
-                    break
                 due = time.monotonic() - saved >= run.tc.checkpoint_every
-                if last.val_loss is not None or last.stop or due:
+                if last.stop != "interrupt" and (last.val_loss is not None or last.stop or due):
                     _save(run, out)
                     saved, saved_step = time.monotonic(), last.step
     except Diverged as e:
-        progress.close()
         kept = f"; {out} is untouched" if out.exists() else ""
         if saved_step is not None:
             kept = f"; {out} holds this run's last save, at step {saved_step}"
         fail(f"{e}{kept}")
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         interrupt.restore()
-    if last is None and not interrupt.requested:
-        say(f"nothing to train: the run in {out} is already at step {run.meta['step']}, its bound; pass a larger "
+    stopped = interrupt.requested or (last is not None and last.stop == "interrupt")
+    if not main:
+        if stopped:
+            raise typer.Exit(130)
+        return
+    if last is None and not stopped:
+        say(f"nothing to train: the run in {out} is already at step {run.meta.step}, its bound; pass a larger "
             f"--steps or --epochs to continue it")
-    if interrupt.requested or last is None or not last.stop:
+    if stopped or last is None or not last.stop:
         _save(run, out)
     m = run.meta
     reason = {"steps": "step limit", "epochs": "epoch limit", "time": "time budget", "patience": "patience"}
-    summary([("checkpoint", str(out)), ("steps", f"{m['step']} ({m['step'] - first} in this run)"),
-             ("epochs", f"{m['epochs_done'] + m['cursor'] / run.per_epoch:.2f}"),
-             ("time", _duration(last.elapsed if last else 0.0)),
+    summary([("checkpoint", str(out)), ("steps", f"{m.step} ({m.step - first} in this run)"),
+             ("epochs", f"{m.epochs_done + m.cursor / run.per_epoch:.2f}"),
+             ("time", duration(last.elapsed if last else 0.0)),
              ("speed", f"{last.chars_per_sec:,.0f} chars/s" if last else "-"),
-             ("train loss", _bits(last.loss if last else None)), ("best val loss", _bits(m["best_val_loss"])),
-             ("seed", str(run.tc.seed)),
-             ("stopped by", "Ctrl-C" if interrupt.requested else reason.get(last.stop if last else "", "-"))])
-    if interrupt.requested:
-        again = f"charrnn train {shlex.quote(corpus)} -o {shlex.quote(str(out))} --resume"
+             ("last step loss", loss_text(last.loss if last else None)),
+             ("best val loss", loss_text(m.best_val_loss)),
+             ("seed", str(run.tc.seed)), ("engine", f"{run.engine.name} ({run.engine.where})"),
+             ("stopped by", "Ctrl-C" if stopped else reason.get(last.stop if last else "", "-"))])
+    if stopped:
+        again = f"charrnn train {shlex.quote(source)} -o {shlex.quote(str(out))} --resume"
         say(f"saved a resumable checkpoint to {out}; continue with: {again}")
         raise typer.Exit(130)
     try:
@@ -219,25 +181,30 @@ def train(
     schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
                               "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
     warmup: int = _opt(TR.warmup, "--warmup", min=0, help="Linear warm-up over the first N steps."),
-    steps: int = _opt("none", "--steps", min=1, help="Stop after N optimizer steps in all (counting those "
-                      f"before a --resume). With none of --steps/--epochs/--max-time: {DEFAULT_STEPS} steps."),
-    epochs: float = _opt("none", "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
-    max_time: str = _opt("none", "--max-time", help="Stop after this wall-clock budget for this invocation "
+    steps: int = _opt(None, "--steps", min=1, help="Stop after N optimizer steps in all (counting those "
+                      f"before a --resume). With none of --steps, --epochs and --max-time: {DEFAULT_STEPS} steps."),
+    epochs: float = _opt(None, "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
+    max_time: str = _opt(None, "--max-time", help="Stop after this wall-clock budget for this invocation "
                          "(90s, 20m, 1h). A schedule that decays over --max-time (no --steps/--epochs) depends "
                          "on the wall clock, so such a run is not bit-reproducible."),
     val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5,
                            help="The last fraction of the corpus is validation (0 = none)."),
     eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, help="Validate (and save) every N steps."),
-    patience: int = _opt("none", "--patience", min=1, help="Stop after K validations without improvement."),
-    checkpoint_every: str = _opt("10m", "--checkpoint-every", help="Also save at least this often (a duration)."),
-    seed: int = _opt("random", "--seed", min=0, help="Every random draw follows from S; when not given, a seed "
+    patience: int = _opt(None, "--patience", min=1, help="Stop after K validations without improvement."),
+    checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every", help="Also save at least this often (a duration)."),
+    seed: int = _opt(None, "--seed", min=0, help="Every random draw follows from S; when not given, a seed "
                      "is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
     threads: int = typer.Option(None, "--threads", min=1, help="BLAS threads.", show_default="all cores"),
+    engine: Engine = typer.Option(DEFAULT_ENGINE, "--engine", help="Who computes the steps: numpy (built in) or "
+                                  "torch (pip install 'charrnn[torch]'; GPUs, torchrun). Same model, checkpoint "
+                                  "and results; a run may resume on either."),
+    device: str = typer.Option(DEFAULT_DEVICE, "--device", help="Where the torch engine runs: cpu, cuda, cuda:N "
+                               "or mps."),
 ) -> None:
     """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
-             if v is not None and k not in ("corpus", "out", "force", "resume", "threads")}
+             if v is not None and k not in ("corpus", "out", "force", "resume", "threads", "engine", "device")}
     out = Path(out)
     for name in ("max_time", "checkpoint_every"):
         if name in given:
@@ -254,19 +221,45 @@ def train(
     if out.exists() and not (force or resume):
         fail(f"{out} already exists; it holds a {RUN_HINT}")
     set_threads(threads)
-    from charrnn.data import split
+    dist = _prepare(engine.value, device, corpus)
+    source = corpus
+    with dist.main_first() if dist is not None else contextlib.nullcontext():  # the corpus is prepared once
+        text = read_text(source)
+        if not text:
+            fail(f"{'stdin' if source == '-' else source} is empty: there is nothing to learn")
+        from charrnn.corpus import Corpus
 
-    text = read_text(corpus)
-    if not text:
-        fail(f"{'stdin' if corpus == '-' else corpus} is empty: there is nothing to learn")
-    mc, tc, vocab, ckpt = _merge(given, out, resume, text)
-    if tc.patience is not None and tc.val_frac == 0:
-        fail("--patience counts validations, but --val-frac 0 turns validation off; give --val-frac > 0")
-    n_val = len(split(range(len(text)), tc.val_frac)[1])
-    if tc.val_frac > 0 and n_val < 2:
-        too_few = (f"--val-frac {tc.val_frac} holds out {n_val} character(s) of this corpus, fewer than the 2 "
-                   f"validation needs")
-        if tc.patience is not None:
-            fail(f"{too_few}, so --patience could never stop the run; give a larger --val-frac")
-        say(f"{too_few}: training without validation (give a larger --val-frac, or --val-frac 0)")
-    _train(mc, tc, vocab, text, ckpt, out, corpus)
+        corpus = Corpus.from_text(text)
+    from charrnn.launch import LaunchError, plan, validation_notice
+
+    try:
+        launch = plan(given, corpus, out, resume)
+        notice = validation_notice(launch.tc, len(corpus))
+    except LaunchError as e:
+        fail(str(e))
+    if launch.seed_drawn:
+        if dist is not None:  # every rank must follow rank 0's seed
+            seed = dist.broadcast(launch.tc.seed)
+            launch = dataclasses.replace(launch, tc=dataclasses.replace(launch.tc, seed=seed))
+        say(f"seed {launch.tc.seed} (pass --seed {launch.tc.seed} to repeat this run)")
+    if notice:
+        say(notice)
+    _train(_start(launch, corpus, engine.value, device, dist), launch.tc, out, source)
+
+
+def _prepare(engine: str, device: str, source: str):
+    """Check that the engine and device can run here (else one line, exit 2); under torchrun, join the process
+    group and return it (rank 0 alone speaks from here on), else None."""
+    from charrnn.engine import EngineUnavailable, prepare
+
+    try:
+        dist = prepare(engine, device)
+    except EngineUnavailable as e:
+        fail(str(e), 2)
+    if dist is not None and dist.rank != 0:
+        from charrnn.cli import common
+
+        common.QUIET = True  # errors only: the other ranks are quiet
+    if dist is not None and source == "-":
+        fail("a distributed run reads its corpus from a file: every rank must read it, stdin cannot be shared", 2)
+    return dist
