@@ -1,4 +1,4 @@
-"""`charrnn eval` and `charrnn info` through Typer's CliRunner: output, options, and every bad input CLI.md names."""
+"""`charrnn eval` and `charrnn info` through Typer's CliRunner: output, options, and every bad input README.md names."""
 
 import json
 import math

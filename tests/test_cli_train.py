@@ -1,5 +1,6 @@
-"""`charrnn train` through Typer's CliRunner: every option of CLI.md's table, the errors and exit codes, resume
-(conflicts, options from the checkpoint, bitwise equivalence), best weights and divergence. Tiny models only."""
+"""`charrnn train` through Typer's CliRunner: every option README.md's "train" section lists, the errors and exit
+codes, resume (conflicts, options from the checkpoint, bitwise equivalence), best weights and divergence. Tiny
+models only."""
 
 import json
 import math

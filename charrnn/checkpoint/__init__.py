@@ -1,6 +1,6 @@
 """Checkpoints: one versioned, pickle-free `.npz` per model, written atomically and validated on load.
 
-Keys in the file (see CLI.md, "Checkpoint"):
+Keys in the file (see README.md, "Checkpoints"):
     format_version        () int64
     model_config          () str, JSON of ModelConfig
     train_config          () str, JSON of TrainConfig

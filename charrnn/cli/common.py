@@ -45,7 +45,7 @@ def say(message: str, error: bool = False) -> None:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """A one-line error on stderr and a non-zero exit: bad content is 1 (CLI.md), bad usage 2."""
+    """A one-line error on stderr and a non-zero exit: bad content is 1, bad usage 2 (README.md, "Exit codes")."""
     say(f"charrnn: error: {message}", error=True)
     raise typer.Exit(code)
 
