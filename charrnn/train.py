@@ -10,17 +10,20 @@ caller decides when to save.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from dataclasses import dataclass, replace
-from typing import Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
 
 import numpy as np
 
 from charrnn import data, model
 from charrnn.checkpoint import Checkpoint
-from charrnn.config import DEFAULT_STEPS, ModelConfig, TrainConfig
-from charrnn.optim import clip_grad_norm, learning_rate, make_optimizer
+from charrnn.config import DEFAULT_BATCH, DEFAULT_STEPS, ModelConfig, TrainConfig
+from charrnn.corpus import Corpus
+from charrnn.engine import make_engine
+from charrnn.optim import learning_rate
 
 
 # nats/char: no model that learns gets here (uniform guessing over all of Unicode is 13.9); a finite loss this
@@ -50,24 +53,34 @@ class EvalResult:
         return math.exp(min(self.nats_per_char, 700.0))
 
 
-def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = 32, seq: int = 64) -> EvalResult:
+def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAULT_BATCH, seq: int = 64,
+             max_chars: int | None = None, lut: np.ndarray | None = None, progress=None) -> EvalResult:
     """Mean loss over ids (L,): B contiguous streams with carried state; every character but a stream's first counts.
 
     B is `batch`, or fewer for short texts (each stream needs two characters). Validation uses this function too.
-    The streams go through in chunks of `seq` steps (64: a chunk's gate arrays stay small; 256 measured the same
-    or slower for an LSTM 2x256); the result does not depend on it.
+    `max_chars` bounds the work on a long text: every stream is cut to its first S = max_chars // B characters,
+    a fixed part spread over the whole text, the same every time (None or 0: all of it). `lut` (V_text,) maps the
+    text's ids to the model's, chunk by chunk, so a memory-mapped text is never copied whole. `progress(done,
+    total)` hears the characters scored after every chunk. The streams go through in chunks of `seq` steps (64: a
+    chunk's gate arrays stay small; 256 measured the same or slower for an LSTM 2x256); the result does not
+    depend on it.
     """
     if len(ids) < 2:
         raise ValueError("the text must have at least 2 characters to be scored")
     B = max(1, min(batch, len(ids) // 2))
-    streams = data.streams(ids, B)  # (B,S)
+    streams = data.streams(ids, B)  # (B,S) a view: nothing is copied
+    if max_chars and streams.size > max_chars:
+        streams = streams[:, :max(2, max_chars // B)]  # (B,S') the head of every stream
     state = model.init_state(mc, B, params["decoder.weight"].dtype)
     total, S = 0.0, streams.shape[1]
     for start in range(0, S - 1, seq):
-        y = streams[:, start + 1 : start + seq + 1]  # (B,≤seq) targets
-        x = streams[:, start : start + y.shape[1]]  # (B,≤seq) inputs
-        nll, state = model.loss(params, mc, x, y, state)
+        chunk = streams[:, start : start + seq + 1]  # (B,≤seq+1) inputs and, shifted by one, targets
+        if lut is not None:
+            chunk = lut[chunk]
+        nll, state = model.loss(params, mc, chunk[:, :-1], chunk[:, 1:], state)
         total += nll
+        if progress:
+            progress(B * (start + chunk.shape[1] - 1), B * (S - 1))
     chars = B * (S - 1)
     return EvalResult(total / chars, chars, B)
 
@@ -86,8 +99,15 @@ def fit_batch(n_chars: int, batch: int, seq: int) -> int:
     if n_chars < seq + 1:
         raise ValueError(f"the training text has {n_chars} characters, fewer than one sequence of --seq {seq} "
                          f"needs ({seq + 1}); use a longer corpus or a smaller --seq")
-    covered = [trained_chars(n_chars, B, seq) for B in range(1, batch + 1)]  # covered[B - 1]
-    return max(B for B in range(1, batch + 1) if covered[B - 1] >= 0.95 * max(covered))
+    # Only block ends can win: within a run of B with the same n // B, covered(B) = B·T·((n // B - 1) // T) grows
+    # with B, and B beyond n // (T + 1) covers nothing. The block ends are every B <= √n and n // k for k <= √n,
+    # so this looks at O(√n) candidates (not `batch` of them) and picks what the search over 1..batch picks.
+    m = min(batch, n_chars // (seq + 1))  # >= 1
+    r = math.isqrt(n_chars)
+    ends = n_chars // np.arange(n_chars // (m + 1) + 1, r + 1, dtype=np.int64)  # last B of blocks n // B = k, <= m
+    candidates = np.unique(np.concatenate([np.arange(1, min(m, r) + 1), ends, [m]]))  # (≤ 2√n,)
+    covered = candidates * ((n_chars // candidates - 1) // seq) * seq  # trained_chars of each candidate
+    return int(candidates[covered >= 0.95 * int(covered.max())].max())
 
 
 @dataclass(frozen=True)
@@ -103,31 +123,88 @@ class Step:
     val_loss: float | None = None  # set on steps that validated
     best_val_loss: float | None = None
     improved: bool = False
-    stop: str | None = None  # why the run ends after this step: steps, epochs, time, patience
+    stop: str | None = None  # why the run ends after this step: steps, epochs, time, patience, interrupt
+
+
+@dataclass
+class RunState:
+    """Where a run stands; the checkpoint stores it as JSON `meta` (with the RNG state beside it)."""
+
+    step: int = 0  # optimizer steps in all, counting those before a resume
+    cursor: int = 0  # the next batch of the epoch
+    epochs_done: int = 0
+    chars: int = 0  # characters trained on (all ranks together)
+    elapsed: float = 0.0  # seconds of training, all invocations
+    seed: int | None = None
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0  # validations since the last improvement
+    history: list = field(default_factory=list)  # one dict per validation (or eval_every steps)
+    window: list = field(default_factory=list)  # training losses since the last history entry
+    corpus_sha256: str = ""
+    corpus_chars: int = 0
+    val_chars: int | None = None  # characters the last validation scored (TrainConfig.val_chars bounds it)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        """From a checkpoint's meta: unknown keys ignored, missing ones default (older files); ValueError when a
+        count is not a non-negative integer."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        state = cls(**{k: v for k, v in d.items() if k in names})
+        for name in ("step", "cursor", "epochs_done", "chars", "bad_evals"):
+            value = getattr(state, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"meta {name} must be a non-negative integer, got {value!r}")
+        if not isinstance(state.history, list) or not isinstance(state.window, list):
+            raise ValueError("meta history and window must be lists")
+        return state
 
 
 class Run:
-    """A training run, fresh or resumed from a checkpoint's `resume/` state."""
+    """A training run, fresh or resumed from a checkpoint's `resume/` state, on one of the ENGINES.
 
-    def __init__(self, mc: ModelConfig, tc: TrainConfig, vocab: np.ndarray, ids: np.ndarray, corpus_hash: str,
-                 resume: Checkpoint | None = None):
-        self.vocab, self.corpus_hash = vocab, corpus_hash
-        train_ids, self.val_ids = data.split(ids, tc.val_frac)
+    The run owns the data, the RNG, the schedule, validation, the bounds and the checkpoint; the engine owns the
+    weights, optimizer state and carried state and computes each step (charrnn/engine.py). Distributed (torch
+    engine under torchrun): every rank runs this same loop in lockstep, rank 0 alone validates and checkpoints.
+    """
+
+    def __init__(self, mc: ModelConfig, tc: TrainConfig, corpus: Corpus, resume: Checkpoint | None = None,
+                 engine: str = "numpy", device: str = "cpu", dist=None):
+        self.corpus = corpus
+        train_ids, self.val_ids = data.split(corpus.ids, tc.val_frac)
         self.tc = tc = replace(tc, batch=fit_batch(len(train_ids), tc.batch, tc.seq))
         self.mc, self.dtype = mc, np.dtype(tc.dtype)
         self.train = data.streams(train_ids, tc.batch)  # (B,S)
         self.per_epoch = data.batches_per_epoch(self.train, tc.seq)
         self.total_steps = self._total_steps()
         self.rng = np.random.default_rng(tc.seed)
-        self.params = model.init_params(mc, self.rng, self.dtype)
-        self.optimizer = make_optimizer(tc.optimizer, self.params, tc.momentum, tc.weight_decay)
-        self.state = model.init_state(mc, tc.batch, self.dtype)
+        self.engine = make_engine(engine, mc, tc, model.init_params(mc, self.rng, self.dtype), device, dist)
         self.best: dict | None = None  # best-validation weights
-        self.meta = {"step": 0, "cursor": 0, "epochs_done": 0, "chars": 0, "elapsed": 0.0, "seed": tc.seed,
-                     "best_val_loss": None, "best_step": None, "bad_evals": 0, "history": [],
-                     "corpus_sha256": corpus_hash, "corpus_chars": int(len(ids))}
+        self.meta = RunState(seed=tc.seed, corpus_sha256=corpus.sha256, corpus_chars=int(len(corpus)))
         if resume is not None:
             self._restore(resume)
+
+    @property
+    def vocab(self) -> np.ndarray:
+        return self.corpus.vocab
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        """The latest weights (the NumPy engine's live arrays; a copy from the torch engine)."""
+        return self.engine.weights()
+
+    @property
+    def state(self) -> list[tuple[np.ndarray, ...]]:
+        """The carried hidden state, per layer (h,) or (h, c), each (B,H)."""
+        return self.engine.carried_state()
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process validates, prints and saves (rank 0, or the only process)."""
+        return self.engine.rank == 0
 
     def _total_steps(self) -> int | None:
         tc, bounds = self.tc, []
@@ -139,6 +216,8 @@ class Run:
             bounds.append(DEFAULT_STEPS)
         return min(bounds) if bounds else None
 
+    # --------------------------------------------------------------------------------------- checkpoint, resume
+
     def _restore(self, ckpt: Checkpoint) -> None:
         r, meta = ckpt.resume, dict(ckpt.meta)
         if not r:
@@ -149,41 +228,49 @@ class Run:
             detail = f"no {e}" if isinstance(e, KeyError) else str(e)
             raise ValueError(f"the checkpoint's training state cannot be resumed ({detail}); start a new run "
                              f"with --force") from e
-        if meta.get("best_val_loss") is not None:
+        if self.meta.best_val_loss is not None:
             self.best = {k: v.astype(self.dtype) for k, v in ckpt.params.items()}
-        self.meta.update(meta)
 
     def _restore_state(self, r: dict, meta: dict) -> None:
-        """Latest weights, optimizer moments, carried state and RNG from `resume/` arrays and meta (pops "rng")."""
-        saved = {f"params/{k}": p for k, p in self.params.items()}
-        saved |= {f"state/{layer}/{i}": a for layer, s in enumerate(self.state) for i, a in enumerate(s)}
+        """Latest weights, optimizer moments, carried state, RNG and RunState from `resume/` arrays and meta."""
+        params, state = self.engine.weights(), self.engine.carried_state()
+        saved = {f"params/{k}": p for k, p in params.items()}
+        saved |= {f"state/{layer}/{i}": a for layer, s in enumerate(state) for i, a in enumerate(s)}
         for key, a in saved.items():
             if r[key].shape != a.shape:
                 raise ValueError(f"{key} has shape {r[key].shape}, expected {a.shape}")
-        for k, p in self.params.items():
-            p[...] = r[f"params/{k}"]
-        self.optimizer.load_state_dict({k[len("optim/"):]: v for k, v in r.items() if k.startswith("optim/")})
-        self.state = [tuple(r[f"state/{layer}/{i}"].astype(self.dtype) for i in range(len(s)))
-                      for layer, s in enumerate(self.state)]
         self.rng.bit_generator.state = meta.pop("rng")
+        run_state = RunState.from_dict(meta)
+        if run_state.cursor >= self.per_epoch:
+            raise ValueError(f"cursor {run_state.cursor} is past the {self.per_epoch} batches of an epoch")
+        self.engine.load_weights({k: r[f"params/{k}"] for k in params})
+        self.engine.load_optimizer_state({k[len("optim/"):]: v for k, v in r.items() if k.startswith("optim/")})
+        self.engine.load_carried_state([tuple(r[f"state/{layer}/{i}"] for i in range(len(s)))
+                                        for layer, s in enumerate(state)])
+        self.meta = run_state
 
     def checkpoint(self) -> Checkpoint:
-        """Everything to sample from (best weights when validating, else latest) and to resume exactly."""
-        resume = {f"params/{k}": v for k, v in self.params.items()}
-        resume |= {f"optim/{k}": v for k, v in self.optimizer.state_dict().items()}
-        resume |= {f"state/{layer}/{i}": a for layer, s in enumerate(self.state) for i, a in enumerate(s)}
-        meta = dict(self.meta, rng=self.rng.bit_generator.state)
+        """Everything to sample from (best weights when validating, else latest) and to resume exactly, in
+        engine-neutral layouts (see charrnn/engine.py)."""
+        params = self.engine.weights()
+        resume = {f"params/{k}": v for k, v in params.items()}
+        resume |= {f"optim/{k}": v for k, v in self.engine.optimizer_state().items()}
+        resume |= {f"state/{layer}/{i}": a for layer, s in enumerate(self.engine.carried_state())
+                   for i, a in enumerate(s)}
+        meta = dict(self.meta.to_dict(), rng=self.rng.bit_generator.state)
         return Checkpoint(model_config=self.mc, train_config=self.tc, vocab=self.vocab,
-                          params=self.best if self.best is not None else self.params, resume=resume, meta=meta)
+                          params=self.best if self.best is not None else params, resume=resume, meta=meta)
+
+    # ------------------------------------------------------------------------------------------- the steps
 
     def _progress(self, elapsed: float) -> float:
         """How far through the run we are, for the learning-rate schedule."""
         if self.total_steps:
-            return min(1.0, self.meta["step"] / self.total_steps)
+            return min(1.0, self.meta.step / self.total_steps)
         return min(1.0, elapsed / self.tc.max_time)
 
     def _stop_reason(self, elapsed: float) -> str | None:
-        tc, step = self.tc, self.meta["step"]
+        tc, step = self.tc, self.meta.step
         if tc.steps is not None and step >= tc.steps:
             return "steps"
         if tc.epochs is not None and step >= math.ceil(tc.epochs * self.per_epoch):
@@ -194,70 +281,97 @@ class Run:
             return "time"
         return None
 
+    def train_step(self, x: np.ndarray, y: np.ndarray, lr: float) -> tuple[float, float]:
+        """One optimizer step on batch x, y (B,T): (loss, gradient norm before clipping). Raises Diverged before
+        the update when the loss or the norm shows it."""
+        loss, norm = self.engine.compute(x, y, self.rng if self.mc.dropout > 0 else None)
+        if not (math.isfinite(loss) and math.isfinite(norm)) or loss > LOSS_CEILING:
+            raise Diverged(f"training diverged at step {self.meta.step + 1} (loss {loss:.4g}, gradient norm "
+                           f"{norm:.4g}); lower --lr (now {self.tc.lr:g}) or clip gradients with --clip")
+        self.engine.apply(lr)
+        return loss, norm
+
+    def advance(self, chars: int, loss: float) -> None:
+        """Count the step and move the data cursor; at the end of the streams wrap around with a fresh state."""
+        m = self.meta
+        m.step += 1
+        m.chars += chars
+        m.cursor += 1
+        if m.cursor == self.per_epoch:
+            m.cursor, m.epochs_done = 0, m.epochs_done + 1
+            self.engine.reset_state()
+        m.window.append(loss)
+
     def validate(self) -> float:
         """Validation loss (nats/char) of the latest weights; tracks the best weights and patience."""
-        loss = evaluate(self.params, self.mc, self.val_ids, self.tc.batch).nats_per_char
-        meta = self.meta
+        params, meta = self.engine.weights(), self.meta
+        result = evaluate(params, self.mc, self.val_ids, self.tc.batch, max_chars=self.tc.val_chars)
+        loss, meta.val_chars = result.nats_per_char, result.chars
         if not math.isfinite(loss) or loss > LOSS_CEILING:  # caught before the save that follows validation
-            raise Diverged(f"training diverged at step {meta['step']} (validation loss {loss:.4g}); lower --lr "
+            raise Diverged(f"training diverged at step {meta.step} (validation loss {loss:.4g}); lower --lr "
                            f"(now {self.tc.lr:g}) or clip gradients with --clip")
-        if meta["best_val_loss"] is None or loss < meta["best_val_loss"]:
-            meta.update(best_val_loss=loss, best_step=meta["step"], bad_evals=0)
+        if meta.best_val_loss is None or loss < meta.best_val_loss:
+            meta.best_val_loss, meta.best_step, meta.bad_evals = loss, meta.step, 0
             if self.best is None:
-                self.best = {k: v.copy() for k, v in self.params.items()}
-            for k, v in self.params.items():
+                self.best = {k: v.copy() for k, v in params.items()}
+            for k, v in params.items():
                 np.copyto(self.best[k], v)
         else:
-            meta["bad_evals"] += 1
+            meta.bad_evals += 1
         return loss
 
-    def _record(self, losses: list[float], val: float | None, lr: float) -> None:
+    def _validate_and_record(self, lr: float) -> tuple[float | None, bool]:
+        """On a validation step: (validation loss or None without a validation split, whether patience ran out),
+        agreed by every rank (rank 0 alone computes it), and one history entry."""
+        val, patience_out = None, False
+        if len(self.val_ids) >= 2:
+            diverged = None
+            if self.is_main:
+                try:
+                    val = self.validate()
+                except Diverged as e:
+                    diverged = e
+            patience_out = self.tc.patience is not None and self.meta.bad_evals >= self.tc.patience
+            (val,), (bad, patience_out) = self.engine.agree([math.nan if val is None else val],
+                                                            [diverged is not None, patience_out])
+            if bad:
+                raise diverged or Diverged(f"training diverged at step {self.meta.step} (validation on rank 0)")
+        self._record(val, lr)
+        return val, patience_out
+
+    def _record(self, val: float | None, lr: float) -> None:
         """One history entry: mean training loss since the last entry, validation loss, position, time."""
         m = self.meta
-        m["history"].append({"step": m["step"], "epoch": round(m["epochs_done"] + m["cursor"] / self.per_epoch, 4),
-                             "chars": m["chars"], "elapsed": round(m["elapsed"], 3),
-                             "loss": float(np.mean(losses)) if losses else None, "val_loss": val, "lr": lr})
+        m.history.append({"step": m.step, "epoch": round(m.epochs_done + m.cursor / self.per_epoch, 4),
+                          "chars": m.chars, "elapsed": round(m.elapsed, 3),
+                          "loss": float(np.mean(m.window)) if m.window else None, "val_loss": val, "lr": lr})
+        m.window.clear()
 
-    def steps(self) -> Iterator[Step]:
-        """Train until a bound is reached, yielding after every optimizer step. Raises Diverged."""
+    def steps(self, interrupted: Callable[[], bool] | None = None) -> Iterator[Step]:
+        """Train until a bound is reached, yielding after every optimizer step. Raises Diverged.
+
+        `interrupted()` (e.g. a Ctrl-C handler's flag) is asked after every step; when it (on any rank) says so,
+        the step is yielded with stop "interrupt", unvalidated, and the run ends there."""
         tc, meta = self.tc, self.meta
-        start, before, first_step = time.perf_counter(), meta["elapsed"], meta["step"]
-        window = meta.setdefault("window", [])  # training losses since the last history entry, kept across a resume
+        start, before, first_step, elapsed = time.perf_counter(), meta.elapsed, meta.step, 0.0
         if self._stop_reason(0.0):
             return
         while True:
-            x, y = data.get_batch(self.train, meta["cursor"], tc.seq)
-            lr = learning_rate(tc.lr, tc.schedule, self._progress(time.perf_counter() - start), meta["step"],
-                               tc.warmup)
-            dropout_rng = self.rng if self.mc.dropout > 0 else None
-            loss, grads, state = model.loss_and_grads(self.params, self.mc, x, y, self.state, dropout_rng)
-            norm = clip_grad_norm(grads, tc.clip)
-            if not (math.isfinite(loss) and math.isfinite(norm)) or loss > LOSS_CEILING:
-                raise Diverged(f"training diverged at step {meta['step'] + 1} (loss {loss:.4g}, gradient norm "
-                               f"{norm:.4g}); lower --lr (now {tc.lr:g}) or clip gradients with --clip")
-            self.optimizer.step(self.params, grads, lr)
-            self.state = state
-            meta["step"] += 1
-            meta["chars"] += x.size
-            meta["cursor"] += 1
-            if meta["cursor"] == self.per_epoch:  # the streams are used up: wrap around with a fresh state
-                meta.update(cursor=0, epochs_done=meta["epochs_done"] + 1)
-                self.state = model.init_state(self.mc, tc.batch, self.dtype)
-            window.append(loss)
-            elapsed = time.perf_counter() - start
-            meta["elapsed"] = before + elapsed
-            stop, val = self._stop_reason(elapsed), None
-            if meta["step"] % tc.eval_every == 0 or stop:
-                if len(self.val_ids) >= 2:
-                    val = self.validate()
-                    if tc.patience is not None and meta["bad_evals"] >= tc.patience:
-                        stop = stop or "patience"
-                self._record(window, val, lr)
-                window.clear()
-            speed = (meta["step"] - first_step) * x.size / max(elapsed, 1e-9)
-            yield Step(step=meta["step"], epoch=meta["epochs_done"] + meta["cursor"] / self.per_epoch, loss=loss,
-                       lr=lr, grad_norm=norm, chars_per_sec=speed, elapsed=elapsed, total_steps=self.total_steps,
-                       val_loss=val, best_val_loss=meta["best_val_loss"],
-                       improved=val is not None and meta["best_step"] == meta["step"], stop=stop)
+            x, y = data.get_batch(self.train, meta.cursor, tc.seq)
+            lr = learning_rate(tc.lr, tc.schedule, self._progress(elapsed), meta.step, tc.warmup)
+            loss, norm = self.train_step(x, y, lr)
+            self.advance(x.size, loss)
+            asked = bool(interrupted is not None and interrupted())
+            (elapsed,), (asked,) = self.engine.agree([time.perf_counter() - start], [asked])  # rank 0's clock
+            meta.elapsed = before + elapsed
+            stop, val, patience_out = "interrupt" if asked else self._stop_reason(elapsed), None, False
+            if stop != "interrupt" and (meta.step % tc.eval_every == 0 or stop):
+                val, patience_out = self._validate_and_record(lr)
+            stop = stop or ("patience" if patience_out else None)
+            speed = (meta.step - first_step) * x.size / max(elapsed, 1e-9)
+            yield Step(step=meta.step, epoch=meta.epochs_done + meta.cursor / self.per_epoch, loss=loss, lr=lr,
+                       grad_norm=norm, chars_per_sec=speed, elapsed=elapsed, total_steps=self.total_steps,
+                       val_loss=val, best_val_loss=meta.best_val_loss,
+                       improved=val is not None and meta.best_step == meta.step, stop=stop)
             if stop:
                 return

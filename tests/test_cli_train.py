@@ -506,8 +506,8 @@ def test_divergence_after_a_save_in_this_run_says_which_step_the_file_holds(corp
 
     steps = Run.steps
 
-    def diverge_after_two(self):
-        for s in steps(self):
+    def diverge_after_two(self, *args):
+        for s in steps(self, *args):
             yield s
             if s.step == 2:
                 raise Diverged("training diverged at step 3 (loss nan, gradient norm nan); lower --lr")

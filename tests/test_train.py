@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from charrnn import checkpoint, data, model, train
+from charrnn.corpus import Corpus
 from charrnn.config import DEFAULT_STEPS, ModelConfig, TrainConfig
 from charrnn.optim import learning_rate
 from charrnn.train import Diverged, EvalResult, Run, evaluate, fit_batch, trained_chars
@@ -22,7 +23,7 @@ def make_run(text=TEXT, resume=None, **kw):
     model_kw = {k: kw.pop(k) for k in ("cell", "hidden", "layers", "embed", "dropout") if k in kw}
     mc = ModelConfig(**{"hidden": 8, "layers": 1, "embed": 4, **model_kw}, vocab_size=len(vocab))
     tc = TrainConfig(**{"batch": 4, "seq": 8, "seed": 0, "val_frac": 0.1, "eval_every": 5, **kw})
-    return Run(mc, tc, vocab.codes, vocab.encode(text), "corpus-hash", resume=resume)
+    return Run(mc, tc, Corpus(vocab.encode(text), vocab.codes, "corpus-hash"), resume=resume)
 
 
 def snapshot(params):
@@ -120,7 +121,7 @@ def test_epochs_bound_wraps_around_with_a_fresh_state():
     for s in run.steps():
         got.append(s)
         if s.step == per:  # the streams are used up: cursor back to 0, zero hidden state
-            assert run.meta["cursor"] == 0 and run.meta["epochs_done"] == 1
+            assert run.meta.cursor == 0 and run.meta.epochs_done == 1
             assert all(not np.any(a) for layer in run.state for a in layer)
         elif s.step < per:
             assert any(np.any(a) for layer in run.state for a in layer)
@@ -162,12 +163,12 @@ def test_patience_stops_after_k_validations_without_improvement(monkeypatch):
         seen[s.step] = snapshot(run.params)
         assert (s.val_loss is not None) == (s.step % 2 == 0)
     assert s.step == 14 and s.stop == "patience"  # the 7th validation is the 3rd without improvement
-    assert run.meta["best_val_loss"] == 2.4 and run.meta["best_step"] == 8 and run.meta["bad_evals"] == 3
+    assert run.meta.best_val_loss == 2.4 and run.meta.best_step == 8 and run.meta.bad_evals == 3
     ckpt = run.checkpoint()
     assert_params_equal(ckpt.params, seen[8])  # what sample and eval use: the best weights
     assert_params_equal({k[len("params/"):]: v for k, v in ckpt.resume.items() if k.startswith("params/")},
                         seen[14])  # what a resume continues from: the latest weights
-    vals = [h["val_loss"] for h in run.meta["history"]]
+    vals = [h["val_loss"] for h in run.meta.history]
     assert vals == [3.0, 2.5, 2.6, 2.4, 2.7, 2.8, 2.9]
 
 
@@ -186,10 +187,10 @@ def test_patience_counts_on_across_a_resume(monkeypatch, tmp_path):
             break
     checkpoint.save(tmp_path / "m.npz", run.checkpoint())
     again = make_run(steps=1000, eval_every=2, patience=3, resume=checkpoint.load(tmp_path / "m.npz"))
-    assert again.meta["bad_evals"] == 1
+    assert again.meta.bad_evals == 1
     got = list(again.steps())
     assert got[-1].step == 14 and got[-1].stop == "patience"
-    assert again.meta["best_step"] == 8
+    assert again.meta.best_step == 8
 
 
 def test_without_validation_the_checkpoint_holds_the_latest_weights():
@@ -207,11 +208,11 @@ def test_a_worsening_validation_keeps_the_best_weights():
     for s in run.steps():
         seen[s.step] = snapshot(run.params)
         vals.append(s.val_loss)
-    assert vals == sorted(vals) and vals[0] < vals[-1] and run.meta["best_step"] == 1
+    assert vals == sorted(vals) and vals[0] < vals[-1] and run.meta.best_step == 1
     ckpt = run.checkpoint()
     assert_params_equal(ckpt.params, seen[1])
     assert_params_equal({k[len("params/"):]: v for k, v in ckpt.resume.items() if k.startswith("params/")}, seen[12])
-    assert evaluate(ckpt.params, run.mc, run.val_ids, run.tc.batch).nats_per_char == run.meta["best_val_loss"]
+    assert evaluate(ckpt.params, run.mc, run.val_ids, run.tc.batch).nats_per_char == run.meta.best_val_loss
 
 
 # ------------------------------------------------------------------------------------------------ divergence
@@ -228,7 +229,7 @@ def test_divergence_raises_one_line_and_leaves_the_failing_step_unapplied(lr, dt
     assert "\n" not in message and "diverged at step" in message and "--lr" in message
     assert before is not None  # the first step (a sane loss) went through
     assert_params_equal(run.params, before)
-    assert run.meta["step"] == s.step
+    assert run.meta.step == s.step
 
 
 # ------------------------------------------------------------------------------------------------ exact resume
@@ -262,7 +263,7 @@ def test_interrupted_and_resumed_equals_straight(tmp_path, cell, dtype, optimize
     kw = dict(cell=cell, dtype=dtype, optimizer=optimizer, layers=2, dropout=0.25, steps=20, schedule="cosine",
               warmup=4, eval_every=3, lr=0.01)
     straight = run_to_end(make_run(**kw))
-    assert straight.meta["epochs_done"] >= 1 and straight.per_epoch != k
+    assert straight.meta.epochs_done >= 1 and straight.per_epoch != k
     first = make_run(**kw)
     for s in first.steps():
         if s.step == k:
@@ -279,7 +280,7 @@ def test_resume_exactly_at_an_epoch_boundary(tmp_path):
     for s in first.steps():
         if s.step == first.per_epoch:
             break
-    assert first.meta["cursor"] == 0
+    assert first.meta.cursor == 0
     checkpoint.save(tmp_path / "m.npz", first.checkpoint())
     assert_same_run(run_to_end(make_run(**kw, resume=checkpoint.load(tmp_path / "m.npz"))), straight)
 
@@ -294,7 +295,7 @@ def test_resume_needs_training_state(tmp_path):
 def test_a_finished_run_resumed_with_the_same_bound_makes_no_step():
     run = run_to_end(make_run(steps=3))
     again = make_run(steps=3, resume=run.checkpoint())
-    assert list(again.steps()) == [] and again.meta["step"] == 3
+    assert list(again.steps()) == [] and again.meta.step == 3
 
 
 def test_a_blow_up_is_caught_by_validation_before_anything_is_saved():
@@ -302,7 +303,7 @@ def test_a_blow_up_is_caught_by_validation_before_anything_is_saved():
     run = make_run(steps=50, lr=1e30, clip=0.0, optimizer="sgd", eval_every=1)
     with np.errstate(all="ignore"), pytest.raises(Diverged, match=r"at step 1 \(validation loss"):
         next(run.steps())
-    assert run.best is None and run.meta["best_val_loss"] is None
+    assert run.best is None and run.meta.best_val_loss is None
 
 
 @pytest.mark.parametrize("damage", ["drop params", "shrink params", "shrink state", "drop rng", "drop optimizer"])

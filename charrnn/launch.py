@@ -1,0 +1,88 @@
+"""What one `charrnn train` invocation trains: the resume policy.
+
+From the options given (a dict of the config fields the user set), the corpus and the checkpoint path: a new run
+(ModelConfig and TrainConfig from the options and the defaults, a seed drawn when none was given) or the run stored
+in --out, continued (options not given come from the checkpoint; a given option that would break the run is a
+conflict). Problems are `LaunchError`s with a one-line message, which the CLI shows as they are (exit 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from charrnn import data
+from charrnn.checkpoint import Checkpoint, CheckpointError, load
+from charrnn.config import MODEL_OPTIONS, ModelConfig, TrainConfig
+from charrnn.corpus import Corpus
+from charrnn.train import fit_batch
+
+# Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may.
+FIXED_ON_RESUME = ("batch", "seq", "val_frac", "dtype", "optimizer", "momentum", "weight_decay", "seed")
+
+
+class LaunchError(ValueError):
+    """The options, the corpus and --out do not make a run (nothing to resume, another corpus, a conflict)."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    mc: ModelConfig
+    tc: TrainConfig
+    resume: Checkpoint | None  # the run to continue, or None for a new one
+    seed_drawn: bool = False  # no --seed was given: tc.seed was drawn here (the CLI says which)
+
+
+def plan(given: dict, corpus: Corpus, out: Path, resume: bool) -> Plan:
+    """The run to train: a new one from `given`, or (resume) the one in `out` with `given` merged in."""
+    model_given = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
+    train_given = {k: v for k, v in given.items() if k not in MODEL_OPTIONS}
+    if not resume:
+        seed, drawn = train_given.pop("seed", None), False
+        if seed is None:
+            seed, drawn = int(np.random.SeedSequence().entropy % 2**32), True
+        mc = ModelConfig(**model_given, vocab_size=len(corpus.vocab))
+        return Plan(mc, TrainConfig(**train_given, seed=seed), None, drawn)
+    if not out.exists():
+        raise LaunchError(f"nothing to resume: {out} does not exist (drop --resume to start a new run)")
+    try:
+        ckpt = load(out)
+    except CheckpointError as e:
+        raise LaunchError(str(e)) from e
+    if ckpt.meta.get("corpus_sha256") != corpus.sha256:
+        raise LaunchError(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); "
+                          f"resume with the same corpus, or start a new run with --force")
+    stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
+    for name, value in given.items():
+        if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
+            if name == "batch" and fitted_batch(value, len(corpus), ckpt.train_config) == stored[name]:
+                continue  # the same command line again: a short corpus shrank --batch the same way
+            flag = "--" + name.replace("_", "-")
+            raise LaunchError(f"{flag} {value} conflicts with the run in {out} ({flag} {stored[name]}); drop it to "
+                              f"resume, or start a new run with --force")
+    train_given = {k: v for k, v in train_given.items() if k not in FIXED_ON_RESUME}
+    return Plan(ckpt.model_config, dataclasses.replace(ckpt.train_config, **train_given), ckpt)
+
+
+def fitted_batch(batch: int, n_chars: int, tc: TrainConfig) -> int:
+    """The batch a run of `tc` on a corpus of n_chars characters uses for --batch `batch` (as train.Run does)."""
+    n_train = n_chars - len(data.split(range(n_chars), tc.val_frac)[1])
+    return fit_batch(n_train, batch, tc.seq)
+
+
+def validation_notice(tc: TrainConfig, n_chars: int) -> str | None:
+    """A notice when --val-frac holds out too little to validate (the run trains without validation); LaunchError
+    when --patience would then never stop the run."""
+    if tc.patience is not None and tc.val_frac == 0:
+        raise LaunchError("--patience counts validations, but --val-frac 0 turns validation off; give --val-frac > 0")
+    n_val = len(data.split(range(n_chars), tc.val_frac)[1])
+    if tc.val_frac > 0 and n_val < 2:
+        too_few = (f"--val-frac {tc.val_frac} holds out {n_val} character(s) of this corpus, fewer than the 2 "
+                   f"validation needs")
+        if tc.patience is not None:
+            raise LaunchError(f"{too_few}, so --patience could never stop the run; give a larger --val-frac")
+        return f"{too_few}: training without validation (give a larger --val-frac, or --val-frac 0)"
+    return None
