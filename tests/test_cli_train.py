@@ -291,17 +291,57 @@ def test_seed_given_repeats_the_run_and_a_drawn_seed_is_printed_and_stored(corpu
     assert jsonof(c, "train_config")["seed"] == seed == jsonof(c, "meta")["seed"]
 
 
-def test_threads_sets_the_blas_threads(corpus, tmp_path):
+# A real `charrnn train` process that reports the BLAS thread variables as they were when numpy was first imported:
+# the BLAS reads them then and never again, so a --threads that is set any later has no effect.
+WATCH_NUMPY_IMPORT = """
+import os, sys
+seen = []
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "numpy" and not seen:
+            seen.append([os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")])
+sys.meta_path.insert(0, Watch())
+sys.argv = ["charrnn", *sys.argv[1:]]
+try:
+    from charrnn.__main__ import main
+    main()
+finally:
+    sys.stderr.write(f"\\nthreads when numpy was imported: {seen[0] if seen else 'never imported'}\\n")
+"""
+
+
+def test_threads_is_set_before_the_blas_is_loaded(corpus, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                              "MKL_NUM_THREADS")}
+    args = ["train", corpus, "-o", tmp_path / "m.npz", *TINY, "--steps", "1", "--threads", "1"]
+    p = subprocess.run([sys.executable, "-c", WATCH_NUMPY_IMPORT, *map(str, args)], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.splitlines()[-1] == "threads when numpy was imported: ['1', '1', '1']", p.stderr
+
+
+def test_checkpoint_every_saves_during_the_run_and_is_stored(corpus, tmp_path, monkeypatch):
+    """Every save ends in os.replace onto --out: count them. Without validation, a save before the end of the run
+    can only come from --checkpoint-every."""
     import os
 
-    train(corpus, tmp_path / "m.npz", "--steps", "1", "--threads", "1")
-    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"  # read by the BLAS when numpy is first imported
+    out, replace, saves = tmp_path / "m.npz", os.replace, []
 
+    def counting_replace(src, dst, *args, **kwargs):
+        saves.append(os.path.realpath(dst) == os.path.realpath(out))
+        return replace(src, dst, *args, **kwargs)
 
-def test_checkpoint_every_is_stored(corpus, tmp_path):
-    out = tmp_path / "m.npz"
-    train(corpus, out, "--steps", "1", "--checkpoint-every", "90s")
-    assert jsonof(out, "train_config")["checkpoint_every"] == 90.0
+    monkeypatch.setattr(os, "replace", counting_replace)
+    train(corpus, out, "--steps", "4", "--val-frac", "0", "--checkpoint-every", "1h")
+    assert sum(saves) == 1  # only the final save
+    saves.clear()
+    train(corpus, out, "--steps", "4", "--val-frac", "0", "--checkpoint-every", "0.000001s", "--force")
+    assert sum(saves) == 4  # every step is due
+    assert jsonof(out, "train_config")["checkpoint_every"] == 1e-6
 
 
 def test_help_lists_every_option_of_the_contract():
