@@ -1,5 +1,7 @@
-"""What the three cells share: initialisation, gate scaling, the hoisted input projection and the
-after-the-loop weight gradients. Shapes: T time, N batch, D input, H hidden, G gate blocks.
+"""What the cells share: initialisation, the gate scaling of the one tanh pass (`_gate_nonlinearity`), the
+hoisted input projection and the after-the-loop weight and input gradients (batch-major for the RNN, `_gm_*`
+gate-major for the LSTM and GRU), and the odd-pitch gradient buffers. Shapes: T time, N batch, D input, H hidden,
+G gate blocks.
 """
 
 from __future__ import annotations

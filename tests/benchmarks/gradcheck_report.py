@@ -20,11 +20,12 @@ from gradcheck import numeric_grad, rel_error  # noqa: E402
 
 from charrnn import model  # noqa: E402
 from charrnn.cells import CELLS  # noqa: E402
+from charrnn.cells.reference import REFERENCE  # noqa: E402
 from charrnn.config import ModelConfig  # noqa: E402
 
 
 def cell_errors(cell: str) -> tuple[dict, float]:
-    """Per-array gradient-check errors of one cell, and the packed-vs-naive forward difference."""
+    """Per-array gradient-check errors of one cell, and the fast-vs-reference forward difference."""
     rng, p, x, state = tc.make(cell, scale=0.5)
     fwd, bwd = CELLS[cell].forward, CELLS[cell].backward
     dout = rng.normal(size=(tc.T, tc.N, tc.H))  # random upstream gradient
@@ -37,8 +38,8 @@ def cell_errors(cell: str) -> tuple[dict, float]:
     errors = {"x": rel_error(dx, numeric_grad(f, x))}
     errors |= {f"state{i}": rel_error(dstate[i], numeric_grad(f, state[i])) for i in range(len(state))}
     errors |= {k: rel_error(grads[k], numeric_grad(f, p[k])) for k in p}
-    naive, _ = tc.naive_forward(cell, x, state, p)
-    return errors, float(np.abs(hs - naive).max())
+    ref, _, _ = REFERENCE[cell].forward(x, state, p)
+    return errors, float(np.abs(hs - ref).max())
 
 
 def model_error(cell: str) -> float:
@@ -80,10 +81,10 @@ def torch_errors(cell: str) -> tuple[float, float, float]:
 
 def main() -> None:
     for cell in sorted(CELLS):
-        errors, naive = cell_errors(cell)
+        errors, ref = cell_errors(cell)
         detail = ", ".join(f"{k} {v:.1e}" for k, v in errors.items())
         print(f"cell {cell}: max gradcheck rel err {max(errors.values()):.2e} ({detail}); "
-              f"packed vs naive max abs diff {naive:.1e}")
+              f"fast vs reference forward max abs diff {ref:.1e}")
         print(f"  model (2 layers): max gradcheck rel err {model_error(cell):.2e}")
     try:
         import torch  # noqa: F401
