@@ -148,7 +148,7 @@ class Progress:
         if shows_bar():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, file=sys.stderr, bar_format="  0%|{bar}| starting", ncols=self._width(),
+            self.bar = tqdm(total=1000, file=sys.stderr, bar_format="  0%|{bar}| eta ?", ncols=self._width(),
                             leave=True, mininterval=REDRAW_EVERY)
 
     @staticmethod
