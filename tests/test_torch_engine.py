@@ -1,0 +1,216 @@
+"""The torch engine against the NumPy engine: equal losses and weights (float64, every cell and optimizer, dropout,
+clip, schedule), cross-engine resume both ways, a torch-trained checkpoint sampled by the NumPy core, DDP under a
+real torchrun equal to one process, the API (checkpoint <-> nn.Module), and the one-line errors (no torch, a device
+that is not there, a batch that does not split over the ranks). Skipped with a reason where torch is missing,
+except the no-torch error, which is simulated."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from charrnn import checkpoint, data, model
+from charrnn.cli import app
+from charrnn.config import ModelConfig, TrainConfig
+from charrnn.corpus import Corpus
+from charrnn.train import Run
+
+WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
+TEXT = " ".join(random.Random(0).choices(WORDS, k=180)) + "\n"  # ~680 characters, 19 distinct
+ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+TINY = ("--hidden", "8", "--layers", "2", "--embed", "4", "--batch", "4", "--seq", "8", "--seed", "1",
+        "--dtype", "float64", "--dropout", "0.3", "--lr", "0.01", "--eval-every", "5")
+
+
+def needs_torch():
+    torch = pytest.importorskip("torch", reason="torch is not installed: the torch engine is not checked")
+    torch.set_num_threads(1)
+    return torch
+
+
+def make_run(engine, resume=None, **kw):
+    """A tiny float64 run (H 8, 2 layers, D 4, B 4, T 8) on either engine; keywords override either config."""
+    vocab = data.Vocab.from_text(TEXT)
+    model_kw = {k: kw.pop(k) for k in ("cell", "hidden", "layers", "embed", "dropout") if k in kw}
+    mc = ModelConfig(**{"hidden": 8, "layers": 2, "embed": 4, **model_kw}, vocab_size=len(vocab))
+    tc = TrainConfig(**{"batch": 4, "seq": 8, "seed": 0, "val_frac": 0.1, "eval_every": 5, "dtype": "float64",
+                        **kw})
+    return Run(mc, tc, Corpus(vocab.encode(TEXT), vocab.codes, "corpus-hash"), resume=resume, engine=engine)
+
+
+def assert_close(a: dict, b: dict, tol=1e-8):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=tol, err_msg=k)
+
+
+def assert_same_training_state(a: Run, b: Run, tol=1e-8):
+    ca, cb = a.checkpoint(), b.checkpoint()
+    assert_close(ca.params, cb.params, tol)
+    assert_close(ca.resume, cb.resume, tol)  # latest weights, optimizer moments (one layout), carried state
+    keys = ("step", "cursor", "epochs_done", "chars", "best_step", "bad_evals", "rng")
+    assert {k: ca.meta[k] for k in keys} == {k: cb.meta[k] for k in keys}
+
+
+OPTIMIZERS = [("adam", {}), ("adam", {"weight_decay": 0.01}), ("rmsprop", {"momentum": 0.5}), ("adagrad", {}),
+              ("sgd", {"momentum": 0.9})]
+
+
+@pytest.mark.parametrize("opt, extra", OPTIMIZERS, ids=["adam", "adamw", "rmsprop", "adagrad", "sgd"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+def test_both_engines_give_the_same_losses_and_weights(cell, opt, extra):
+    """30 steps with dropout, a clip that bites, a cosine schedule with warm-up, validation and an epoch wrap."""
+    needs_torch()
+    kw = dict(cell=cell, optimizer=opt, dropout=0.3, clip=0.1, schedule="cosine", warmup=3, steps=30, lr=0.01,
+              **extra)
+    a, b = make_run("numpy", **kw), make_run("torch", **kw)
+    sa, sb = list(a.steps()), list(b.steps())
+    assert a.meta.epochs_done >= 1 and any(s.grad_norm > 0.1 for s in sa)  # wrapped, and clipped
+    np.testing.assert_allclose([s.loss for s in sa], [s.loss for s in sb], rtol=0, atol=1e-9)
+    np.testing.assert_allclose([s.grad_norm for s in sa], [s.grad_norm for s in sb], rtol=1e-9)
+    assert [s.val_loss is None for s in sa] == [s.val_loss is None for s in sb]
+    assert_same_training_state(a, b)
+
+
+@pytest.mark.parametrize("first, second", [("numpy", "torch"), ("torch", "numpy")])
+def test_a_run_resumes_on_the_other_engine(tmp_path, first, second):
+    """k steps on one engine + a resume on the other to N == N steps straight (adam moments, dropout, carried
+    state and RNG all cross the seam in one layout)."""
+    needs_torch()
+    kw = dict(cell="lstm", dropout=0.3, steps=20, schedule="cosine", warmup=4, eval_every=3)
+    straight = make_run("numpy", **kw)
+    list(straight.steps())
+    run = make_run(first, **kw)
+    for s in run.steps():
+        if s.step == 7:
+            break
+    checkpoint.save(tmp_path / "m.npz", run.checkpoint())
+    resumed = make_run(second, resume=checkpoint.load(tmp_path / "m.npz"), **kw)
+    list(resumed.steps())
+    assert resumed.meta.step == 20 and resumed.meta.epochs_done >= 1
+    assert_same_training_state(resumed, straight)
+
+
+def cli(*args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    return result
+
+
+def test_a_torch_checkpoint_samples_byte_identically_with_the_numpy_core(tmp_path):
+    needs_torch()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    for engine in ("numpy", "torch"):
+        result = cli("train", corpus, "-o", tmp_path / f"{engine}.npz", *TINY, "--steps", "40", "--engine", engine)
+        assert result.exit_code == 0, result.stderr
+        assert f"engine          {engine}" in result.stderr or engine in result.stderr
+    samples = [cli("sample", "-c", tmp_path / f"{e}.npz", "-t", "0", "-n", "200", "--prefix", "the ")
+               for e in ("numpy", "torch")]
+    assert samples[0].exit_code == 0 and len(samples[0].stdout) > 200
+    assert samples[0].stdout == samples[1].stdout
+
+
+def test_the_api_loads_a_checkpoint_as_a_module_and_writes_one_back(tmp_path):
+    torch = needs_torch()
+    from charrnn.torch_engine import load_module, save_module
+
+    run = make_run("numpy", cell="gru", steps=5, val_frac=0.0)
+    list(run.steps())
+    checkpoint.save(tmp_path / "m.npz", run.checkpoint())
+    net = load_module(tmp_path / "m.npz")
+    assert net.config == run.mc and np.array_equal(net.vocab, run.vocab) and not net.training
+    ids = np.random.default_rng(1).integers(0, run.mc.vocab_size, (3, 7))
+    logits, _, _ = model.forward(run.params, run.mc, ids, model.init_state(run.mc, 3, np.float64), need_cache=False)
+    with torch.no_grad():
+        tlogits, _ = net(torch.from_numpy(ids))
+    np.testing.assert_allclose(tlogits.numpy(), logits.transpose(1, 0, 2), rtol=0, atol=1e-12)
+    save_module(tmp_path / "back.npz", net, net.vocab)
+    back = checkpoint.load(tmp_path / "back.npz")
+    assert back.model_config == run.mc and back.resume == {}
+    assert_close(back.params, run.params, 0.0)
+    sampled = cli("sample", "-c", tmp_path / "back.npz", "-t", "0", "-n", "30")
+    assert sampled.exit_code == 0 and sampled.stdout == cli("sample", "-c", tmp_path / "m.npz", "-t", "0",
+                                                           "-n", "30").stdout
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_a_one_line_error():
+    torch = needs_torch()
+    from charrnn.torch_engine import TorchEngine
+
+    class TwoRanks:  # what TorchEngine reads of a Distributed context, without a process group
+        device, world, rank = torch.device("cpu"), 2, 0
+
+    mc = ModelConfig(cell="rnn", vocab_size=5, embed=2, hidden=3, layers=1)
+    with pytest.raises(ValueError, match=r"^--batch 3 does not split evenly over 2 processes; give a multiple of 2"):
+        TorchEngine(mc, TrainConfig(batch=3), model.init_params(mc, np.random.default_rng(0)), dist=TwoRanks())
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "tpu"])
+def test_a_device_that_is_not_there_is_one_line_and_exit_2(tmp_path, device):
+    torch = needs_torch()
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has 8 CUDA devices")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    result = cli("train", corpus, "-o", tmp_path / "m.npz", *TINY, "--engine", "torch", "--device", device)
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"--device {device}" in result.stderr or f"--device '{device}'" in result.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_device_needs_the_torch_engine(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    result = cli("train", corpus, "-o", tmp_path / "m.npz", *TINY, "--device", "cuda")
+    assert result.exit_code == 2 and "--engine torch" in result.stderr
+
+
+def test_without_torch_engine_torch_is_one_line_saying_how_to_install_it(tmp_path):
+    """`import torch` fails in this process (sys.modules['torch'] = None), as on a plain install."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    code = ("import sys\nsys.modules['torch'] = None\nfrom charrnn.cli import main\n"
+            f"sys.argv = ['charrnn', 'train', {str(corpus)!r}, '-o', {str(tmp_path / 'm.npz')!r}, '--engine', "
+            "'torch']\nmain()\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert p.returncode == 2 and p.stdout == ""
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'charrnn[torch]'" in lines[0] and "Traceback" not in p.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def arrays(path) -> dict:
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def test_ddp_on_two_gloo_ranks_equals_one_process_with_the_whole_batch(tmp_path):
+    """A real torchrun with 2 CPU ranks (B 4: two streams each), float64, dropout, validation: the same checkpoint
+    as the NumPy engine in one process, to 1e-8; only rank 0 speaks and writes."""
+    needs_torch()
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
+    assert cli("train", corpus, "-o", one, *TINY, "--steps", "12").exit_code == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "--monitor-interval", "0.1", "-m", "charrnn", "train", str(corpus), "-o", str(two), *TINY,
+           "--steps", "12", "--engine", "torch"]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"{two}\n"  # rank 0 alone prints the path ...
+    assert p.stderr.count("stopped by") == 1 and "2 processes" in p.stderr  # ... and the summary
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["corpus.txt", "one.npz", "two.npz"]  # no stray files
+    a, b = arrays(one), arrays(two)
+    assert sorted(a) == sorted(b)
+    for k in a:
+        if a[k].dtype.kind == "f":
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-8, err_msg=k)
+    ma, mb = json.loads(str(a["meta"][()])), json.loads(str(b["meta"][()]))
+    for k in ("step", "cursor", "chars", "best_step", "rng"):
+        assert ma[k] == mb[k], k
