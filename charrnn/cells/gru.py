@@ -87,11 +87,8 @@ def _gru_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, 
 def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:
     """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names.
 
-    `reference.gru_backward` reorganised as the forward is: gate-major per step, each step's gradients written
-    into (·,T·N) arrays, the weight and input gradients one GEMM each after the loop. Per step, `da` holds the
-    gradient of r's, z's and n's input parts, then, in place, of their hidden parts (r's and z's are the same;
-    n's is r ∗ dan), which is what flows back to h_{t-1} through W_hh.
-    """
+    `reference.gru_backward` reorganised as the forward is: gate-major steps whose gradients go into (·,T·N)
+    arrays, then the weight and input gradients one GEMM each after the loop."""
     x, hs, hsT, gates, ghn, W_ih, W_hh = cache
     T, N, H = dhs.shape
     dhsT = np.ascontiguousarray(dhs.transpose(0, 2, 1))  # (T,H,N)
@@ -122,7 +119,7 @@ def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, d
         np.multiply(dan, ghn[t], out=tmp)  # dr = dan ∗ (W_hn h + b_hn)
         np.multiply(local_r, tmp, out=dar)
         cols = slice(t * N, (t + 1) * N)
-        dxa[:, cols] = da
+        dxa[:, cols] = da  # dLoss/d(input parts)
         dgh, dghn_t = da, dan  # in place from here: dLoss/d(hidden parts); r's and z's equal their input parts'
         dghn_t *= r  # n's hidden part enters as r ∗ (W_hn h + b_hn)
         dghn[:, cols] = dghn_t
