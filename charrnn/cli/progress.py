@@ -103,7 +103,7 @@ def _clock(seconds: float) -> str:
 def bar_line(step, total: int | None, first: int, max_time: float | None, val: float | None, width: int) -> str:
     """The training bar's text for `width` columns, with `{bar}` where tqdm draws the bar (braces escaped)."""
     frac, left, by_time = estimate(step, total, first, max_time)
-    pct = "  ?%" if frac is None else f"{100 * frac:3.0f}%"
+    pct = "  ?%" if frac is None else f"{math.floor(100 * frac):3d}%"  # 100% only when done
     count = f"{step.step}/{total}" if total and not by_time else f"step {step.step}"
     clock = f"{_clock(step.elapsed)}/{_clock(max_time)}" if by_time else _clock(step.elapsed)
     eta = f"eta {'?' if left is None else _clock(left)}"
@@ -114,7 +114,7 @@ def bar_line(step, total: int | None, first: int, max_time: float | None, val: f
     order = ("count", "clock", "eta", "loss", "val", "unit", "speed")
     # cheapest first: what each shortening gives up
     shorter = [("speed", _short_speed(step.chars_per_sec)), ("clock", None if not by_time else clock),
-               ("unit", "nats"), ("speed", None), ("count", None if not by_time else count),
+               ("unit", "nats"), ("count", None if by_time else count), ("speed", None),
                ("clock", None), ("count", None), ("loss", None), ("unit", None)]
     bar_min = MIN_BAR
     for change in [None, *shorter, "bar"]:
