@@ -245,6 +245,9 @@ def test_show_completion_prints_a_bash_script():
     p = subprocess.run([sys.executable, "-m", "charrnn", "--show-completion", "bash"], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode == 0 and "complete" in p.stdout and "_CHARRNN_COMPLETE" in p.stdout.upper()
+    env = dict(os.environ, _CHARRNN_COMPLETE="complete_bash", COMP_WORDS="charrnn train x --cell ", COMP_CWORD="4")
+    p = subprocess.run([sys.executable, "-m", "charrnn"], capture_output=True, text=True, env=env, timeout=60)
+    assert p.returncode == 0 and p.stdout.split() == ["rnn", "lstm", "gru"]
 
 
 # ----------------------------------------------------------------------------------------------- the commands
