@@ -194,6 +194,8 @@ class TorchEngine:
         if tc.batch % self.world:
             raise ValueError(f"--batch {tc.batch} does not split evenly over {self.world} processes; give a "
                              f"multiple of {self.world}")
+        if self.device.type == "mps" and tc.dtype == "float64":
+            raise EngineUnavailable("--device mps computes in float32 only; give --dtype float32")
         self.mc, self.tc, self.np_dtype = mc, tc, np.dtype(tc.dtype)
         self.dtype = getattr(torch, tc.dtype)
         self.n = tc.batch // self.world  # this rank's streams: [lo, lo + n)

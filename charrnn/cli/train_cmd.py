@@ -16,7 +16,9 @@ import typer
 from charrnn.cli.common import (app, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
                                 text_argument)
 from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
-                            DTYPE_NAMES, ENGINE_NAMES, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig, TrainConfig)
+                            DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
+                            MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig,
+                            TrainConfig)
 
 Cell = Enum("Cell", {n: n for n in CELL_NAMES}, type=str)
 Optimizer = Enum("Optimizer", {n: n for n in OPTIMIZER_NAMES}, type=str)
@@ -27,8 +29,14 @@ Engine = Enum("Engine", {n: n for n in ENGINE_NAMES}, type=str)
 RUN_HINT = "checkpoint; say --resume to continue that run or --force to start a new one over it"
 
 
+def _finite(value):
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def _below_one(value):
-    if value is not None and value >= 1.0:
+    if value is not None and not value < 1.0:  # also rejects nan
         raise typer.BadParameter(f"{value} must be below 1")
     return value
 
@@ -45,27 +53,33 @@ def _opt(default, *names, help: str, **kw):
 
 
 class _Interrupt:
-    """First Ctrl-C: finish the step, save, exit 130. Second: exit at once, the checkpoint on disk untouched and
-    the temp file of a save in progress removed."""
+    """First Ctrl-C (or SIGTERM, as `kill`, systemd and batch schedulers send): finish the step, save, exit 130
+    (143). Second: exit at once, the checkpoint on disk untouched and the temp file of a save in progress
+    removed."""
+
+    SIGNALS = {signal.SIGINT: (130, "Ctrl-C", "Ctrl-C again"), signal.SIGTERM: (143, "SIGTERM", "SIGTERM again")}
 
     def __init__(self):
         from charrnn.checkpoint import discard_temp_files
 
         self.discard_temp_files = discard_temp_files
-        self.requested = False
-        self.previous = signal.signal(signal.SIGINT, self)
+        self.requested, self.code, self.name = False, 130, "Ctrl-C"
+        self.previous = {signum: signal.signal(signum, self) for signum in self.SIGNALS}
 
     def __call__(self, signum, frame):
         if self.requested:
             self.discard_temp_files()
-            os._exit(130)
+            os._exit(self.SIGNALS[signum][0])
         self.requested = True
+        self.code, self.name, again = self.SIGNALS[signum]
+        what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
         # os.write, not print: the signal may land inside a print to stderr, and print is not reentrant
         with contextlib.suppress(OSError):  # stderr's reader may be gone; the save must still happen
-            os.write(2, b"\ninterrupted: finishing this step and saving (Ctrl-C again to quit without saving)\n")
+            os.write(2, f"\n{what}: finishing this step and saving ({again} to quit without saving)\n".encode())
 
     def restore(self):
-        signal.signal(signal.SIGINT, self.previous)
+        for signum, previous in self.previous.items():
+            signal.signal(signum, previous)
 
 
 def _save(run, out: Path) -> None:
@@ -77,12 +91,25 @@ def _save(run, out: Path) -> None:
         fail(f"could not write {out}: {e}")
 
 
+def _check_writable(out: Path) -> None:
+    """Fail fast (exit 1) when --out could not be saved, before any training is spent."""
+    from charrnn.checkpoint import CheckpointError, check_writable
+
+    try:
+        check_writable(out)
+    except CheckpointError as e:
+        fail(f"{e}; choose another --out")
+
+
 def _start(plan, corpus, engine: str, device: str, dist):
     """The Run for a launch plan; a run that cannot start is one line, exit 1."""
+    from charrnn.engine import EngineUnavailable
     from charrnn.train import Run
 
     try:
         return Run(plan.mc, plan.tc, corpus, resume=plan.resume, engine=engine, device=device, dist=dist)
+    except EngineUnavailable as e:
+        fail(str(e), 2)
     except ValueError as e:
         fail(str(e))
 
@@ -126,7 +153,7 @@ def _train(run, tc, out: Path, source: str) -> None:
     stopped = interrupt.requested or (last is not None and last.stop == "interrupt")
     if not main:
         if stopped:
-            raise typer.Exit(130)
+            raise typer.Exit(interrupt.code)
         return
     if last is None and not stopped:
         say(f"nothing to train: the run in {out} is already at step {run.meta.step}, its bound; pass a larger "
@@ -142,11 +169,11 @@ def _train(run, tc, out: Path, source: str) -> None:
              ("last step loss", loss_text(last.loss if last else None)),
              ("best val loss", loss_text(m.best_val_loss)),
              ("seed", str(run.tc.seed)), ("engine", f"{run.engine.name} ({run.engine.where})"),
-             ("stopped by", "Ctrl-C" if stopped else reason.get(last.stop if last else "", "-"))])
+             ("stopped by", interrupt.name if stopped else reason.get(last.stop if last else "", "-"))])
     if stopped:
         again = f"charrnn train {shlex.quote(source)} -o {shlex.quote(str(out))} --resume"
         say(f"saved a resumable checkpoint to {out}; continue with: {again}")
-        raise typer.Exit(130)
+        raise typer.Exit(interrupt.code)
     try:
         print(out, flush=True)
     except BrokenPipeError:  # the reader of stdout is gone: the checkpoint is saved, so this is still a success
@@ -163,39 +190,40 @@ def train(
     resume: bool = typer.Option(False, "--resume", help="Continue the run stored in --out exactly where it "
                                 "stopped. Options not given come from the checkpoint; conflicting ones exit 1."),
     cell: Cell = _opt(M.cell, "--cell", help="Recurrent cell."),
-    hidden: int = _opt(M.hidden, "--hidden", min=1, help="Hidden size H of each layer."),
-    layers: int = _opt(M.layers, "--layers", min=1, help="Number of stacked layers."),
-    embed: int = _opt(M.embed, "--embed", min=1, help="Embedding size D."),
+    hidden: int = _opt(M.hidden, "--hidden", min=1, max=MAX_HIDDEN, help="Hidden size H of each layer."),
+    layers: int = _opt(M.layers, "--layers", min=1, max=MAX_LAYERS, help="Number of stacked layers."),
+    embed: int = _opt(M.embed, "--embed", min=1, max=MAX_EMBED, help="Embedding size D."),
     dropout: float = _opt(M.dropout, "--dropout", min=0.0, callback=_below_one,
                           help="Dropout between stacked layers and before the decoder."),
-    batch: int = _opt(TR.batch, "--batch", min=1, help="B contiguous streams through the corpus (fewer for a "
-                      "short corpus)."),
-    seq: int = _opt(TR.seq, "--seq", min=1, help="T steps of truncated backpropagation through time."),
+    batch: int = _opt(TR.batch, "--batch", min=1, max=MAX_BATCH, help="B contiguous streams through the corpus "
+                      "(fewer for a short corpus)."),
+    seq: int = _opt(TR.seq, "--seq", min=1, max=MAX_SEQ, help="T steps of truncated backpropagation through time."),
     lr: float = _opt(TR.lr, "--lr", callback=_positive, help="Learning rate."),
     optimizer: Optimizer = _opt(TR.optimizer, "--optimizer", help="Optimizer."),
     momentum: float = _opt(TR.momentum, "--momentum", min=0.0, callback=_below_one,
                            help="Momentum (sgd and rmsprop)."),
-    weight_decay: float = _opt(TR.weight_decay, "--weight-decay", min=0.0,
+    weight_decay: float = _opt(TR.weight_decay, "--weight-decay", min=0.0, callback=_finite,
                                help="Weight decay (decoupled for adam, i.e. AdamW)."),
-    clip: float = _opt(TR.clip, "--clip", min=0.0, help="Clip the global gradient norm to this (0 = off)."),
+    clip: float = _opt(TR.clip, "--clip", min=0.0, callback=_finite,
+                       help="Clip the global gradient norm to this (0 = off)."),
     schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
                               "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
-    warmup: int = _opt(TR.warmup, "--warmup", min=0, help="Linear warm-up over the first N steps."),
-    steps: int = _opt(None, "--steps", min=1, help="Stop after N optimizer steps in all (counting those "
+    warmup: int = _opt(TR.warmup, "--warmup", min=0, max=MAX_LENGTH, help="Linear warm-up over the first N steps."),
+    steps: int = _opt(None, "--steps", min=1, max=MAX_LENGTH, help="Stop after N optimizer steps in all (counting those "
                       f"before a --resume). With none of --steps, --epochs and --max-time: {DEFAULT_STEPS} steps."),
     epochs: float = _opt(None, "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
     max_time: str = _opt(None, "--max-time", help="Stop after this wall-clock budget for this invocation "
                          "(90s, 20m, 1h). A schedule that decays over --max-time (no --steps/--epochs) depends "
                          "on the wall clock, so such a run is not bit-reproducible."),
-    val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5,
+    val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5, callback=_finite,
                            help="The last fraction of the corpus is validation (0 = none)."),
-    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, help="Validate (and save) every N steps."),
-    patience: int = _opt(None, "--patience", min=1, help="Stop after K validations without improvement."),
+    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, max=MAX_LENGTH, help="Validate (and save) every N steps."),
+    patience: int = _opt(None, "--patience", min=1, max=MAX_LENGTH, help="Stop after K validations without improvement."),
     checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every", help="Also save at least this often (a duration)."),
-    seed: int = _opt(None, "--seed", min=0, help="Every random draw follows from S; when not given, a seed "
+    seed: int = _opt(None, "--seed", min=0, max=MAX_SEED, help="Every random draw follows from S; when not given, a seed "
                      "is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
-    threads: int = typer.Option(None, "--threads", min=1, help="BLAS threads.", show_default="all cores"),
+    threads: int = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="BLAS threads.", show_default="all cores"),
     engine: Engine = typer.Option(DEFAULT_ENGINE, "--engine", help="Who computes the steps: numpy (built in) or "
                                   "torch (pip install 'charrnn[torch]'; GPUs, torchrun). Same model, checkpoint "
                                   "and results; a run may resume on either."),
@@ -221,6 +249,7 @@ def train(
     if out.exists() and not (force or resume):
         fail(f"{out} already exists; it holds a {RUN_HINT}")
     set_threads(threads)
+    _check_writable(out)  # (imports numpy: after set_threads)
     dist = _prepare(engine.value, device, corpus)
     source = corpus
     with dist.main_first() if dist is not None else contextlib.nullcontext():  # the corpus is prepared once
@@ -237,6 +266,11 @@ def train(
         notice = validation_notice(launch.tc, len(corpus))
     except LaunchError as e:
         fail(str(e))
+    from charrnn.config import MAX_PARAMS, param_count
+
+    if param_count(launch.mc) > MAX_PARAMS:
+        fail(f"a model of {param_count(launch.mc):,} parameters is more than the {MAX_PARAMS:,} charrnn allows; "
+             f"give a smaller --hidden, --layers or --embed")
     if launch.seed_drawn:
         if dist is not None:  # every rank must follow rank 0's seed
             seed = dist.broadcast(launch.tc.seed)
