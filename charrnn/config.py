@@ -30,6 +30,7 @@ MAX_BEAM = 1024  # beam width
 MAX_BEAM_CHARS = 2**26  # beam width x length: the live beams' histories stay below half a GiB
 MAX_LENGTH = 2**40  # sample --length, --num-samples, train --steps, --warmup, --eval-every, --patience
 MAX_THREADS = 1024
+MAX_SEED = 2**64 - 1
 
 DEFAULT_CHECKPOINT = "checkpoints/model.npz"
 DEFAULT_BATCH = 32  # streams, for training and for `charrnn eval`

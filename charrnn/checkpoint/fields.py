@@ -16,7 +16,7 @@ from charrnn import config
 from charrnn.config import ModelConfig, TrainConfig
 
 MAX_COUNT = 2**62  # steps, characters, cursors: far beyond any run, still exact in float64 JSON readers
-MAX_SEED = 2**64 - 1
+MAX_SEED = config.MAX_SEED
 
 
 def show(value) -> str:

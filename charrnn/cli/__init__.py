@@ -8,7 +8,7 @@ import typer
 
 from charrnn import __version__
 from charrnn.cli import eval_cmd, info_cmd, sample_cmd, train_cmd  # noqa: F401  (each registers its command)
-from charrnn.cli.common import app, quiet_stdout
+from charrnn.cli.common import app, quiet_stdout, say
 
 
 def _version(value: bool) -> None:
@@ -43,5 +43,8 @@ def main() -> None:
     except OSError as e:  # never a traceback, e.g. for stdout on a full disk (`> /dev/full`)
         quiet_stdout()
         where = f": {e.filename}" if e.filename else ""
-        print(f"charrnn: error: {e.strerror or e}{where}", file=sys.stderr)
+        say(f"charrnn: error: {e.strerror or e}{where}", error=True)
+        sys.exit(1)
+    except MemoryError:  # the maxima keep sizes bounded, but a machine can still have less memory than asked
+        say("charrnn: error: out of memory; give smaller sizes (--hidden, --layers, --batch, ...)", error=True)
         sys.exit(1)

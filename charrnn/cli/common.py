@@ -36,12 +36,24 @@ CHECKPOINT_HELP = (f"Checkpoint to read (default {DEFAULT_CHECKPOINT}; without i
 def say(message: str, error: bool = False) -> None:
     """One line of chatter on stderr (none under --quiet unless it is an error). If its reader is gone
     (`2>&1 | head`), chatter stops and the work goes on."""
-    if QUIET and not error:
+    if (QUIET and not error) or sys.stderr is None:  # None: stderr was closed (`2>&-`); never fall back to stdout
         return
     try:
         print(message, file=sys.stderr, flush=True)
     except BrokenPipeError:
         quiet_stderr()
+
+
+def at_most(limit: int):
+    """A parse-time check (exit 2, Typer's usage message) that an option stays within a documented maximum of
+    charrnn.config; used instead of max= where a long range would crowd --help."""
+
+    def check(value):
+        if value is not None and value > limit:
+            raise typer.BadParameter(f"{value} is above the maximum, {limit:,}")
+        return value
+
+    return check
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -125,8 +137,8 @@ def parse_duration(text: str) -> float:
     if not text or not parts or "".join(a + b for a, b in parts) != text:
         raise typer.BadParameter(f"{text!r} is not a duration; use e.g. 90s, 20m, 1h or 1h30m")
     seconds = sum(float(n) * units[u or "s"] for n, u in parts)
-    if seconds <= 0:
-        raise typer.BadParameter("a duration must be positive")
+    if not 0 < seconds < 1e12:  # (a number too long for a float is inf)
+        raise typer.BadParameter("a duration must be positive and below 30,000 years")
     return seconds
 
 

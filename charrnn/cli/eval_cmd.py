@@ -13,7 +13,9 @@ from pathlib import Path
 import typer
 
 from charrnn.cli import progress as shown
-from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, say, text_argument
+from charrnn.cli.common import (CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint, say,
+                                text_argument)
+from charrnn.config import DEFAULT_BATCH, MAX_BATCH, MAX_LENGTH
 from charrnn.cli.corpus_io import (Unknown, cache_dir_option, load_corpus, show_chars, unknown_message,
                                     unknown_option)
 
@@ -23,14 +25,14 @@ def evaluate(
     text: str = text_argument("UTF-8 text to score: a path, or - for stdin."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    batch: int = typer.Option(32, "--batch", min=1, help="Contiguous streams, each with its own carried state "
+    batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams, each with its own carried state "
                               "(fewer for short texts); every character but a stream's first is scored."),
     unknown: Unknown = unknown_option(),
     cache_dir: str = cache_dir_option(),
     show: bool = typer.Option(False, "--show", help="Print the text itself, each character coloured by the bits "
                               "the model spent on it (a legend and the scores on stderr); plain text off a "
                               "terminal or with NO_COLOR; with --json, the report plus every character's bits."),
-    show_chars: int = typer.Option(3000, "--show-chars", metavar="N", min=1, help="How much of the text --show "
+    show_chars: int = typer.Option(3000, "--show-chars", metavar="N", min=1, callback=at_most(MAX_LENGTH), help="How much of the text --show "
                                    "prints: its first N characters."),
 ) -> None:
     """Score TEXT with a model: mean loss in nats/char, bits/char, perplexity, characters scored, streams."""

@@ -7,16 +7,17 @@ about a hundred); notes go to stderr. A closed pipe (`| head`) ends the command 
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 from pathlib import Path
 from typing import Iterable
 
 import typer
 
-from charrnn.cli.common import (CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, quiet_stdout,
-                                 read_text, say, unescape)
+from charrnn.cli.common import (CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint,
+                                 quiet_stdout, read_text, say, unescape)
 from charrnn.cli.corpus_io import Unknown, known_only, unknown_option
-from charrnn.config import SampleConfig
+from charrnn.config import MAX_BEAM, MAX_BEAM_CHARS, MAX_LENGTH, MAX_SEED, MAX_VOCAB, SampleConfig
 
 D = SampleConfig()
 ESCAPES = "Understands the escapes \\n, \\t and \\\\."
@@ -36,6 +37,12 @@ def _not_empty(value: str | None) -> str | None:
     return value
 
 
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def _top_p(value: float) -> float:
     if not 0.0 < value <= 1.0:
         raise typer.BadParameter(f"{value} is not in (0, 1]; 1 turns top-p off")
@@ -50,31 +57,35 @@ def sample(
         "", "--prefix", metavar="TEXT", show_default=False,
         help=f"Text to condition on; - reads it from stdin, as is. Each sample is the prefix, then the "
              f"continuation. Empty (the default): the text starts as if after a line break. {ESCAPES}"),
-    length: int = typer.Option(D.length, "-n", "--length", metavar="N", min=0,
+    length: int = typer.Option(D.length, "-n", "--length", metavar="N", min=0, callback=at_most(MAX_LENGTH),
                                help="Characters to generate after the prefix, per sample."),
     temperature: float = typer.Option(
-        D.temperature, "-t", "--temperature", metavar="T", min=0.0,
+        D.temperature, "-t", "--temperature", metavar="T", min=0.0, callback=_finite,
         help="Divides the logits: below 1 safer, above 1 wilder; 0 means argmax (deterministic)."),
-    top_k: int = typer.Option(D.top_k, "--top-k", metavar="K", min=0,
+    top_k: int = typer.Option(D.top_k, "--top-k", metavar="K", min=0, callback=at_most(MAX_VOCAB),
                               help="Then keep only the K most likely characters (0 = off)."),
     top_p: float = typer.Option(
         D.top_p, "--top-p", metavar="P", callback=_top_p,
         help="Then keep the smallest set of most likely characters whose mass is >= P (1 = off); renormalise "
              "and draw."),
-    seed: int | None = typer.Option(None, "--seed", metavar="S", min=0, show_default=False,
+    seed: int | None = typer.Option(None, "--seed", metavar="S", min=0, callback=at_most(MAX_SEED), show_default=False,
                                     help="Same seed, same bytes out. Without it every run differs."),
     stop: str | None = typer.Option(
         None, "--stop", metavar="STR", show_default=False, callback=_not_empty,
         help=f"End a sample once the continuation has generated STR (STR is printed). {ESCAPES}"),
-    num_samples: int = typer.Option(D.num_samples, "--num-samples", metavar="K", min=1,
+    num_samples: int = typer.Option(D.num_samples, "--num-samples", metavar="K", min=1, callback=at_most(MAX_LENGTH),
                                     help="K samples, each starting again from the prefix."),
     sep: str = typer.Option(
         D.sep, "--sep", metavar="STR", show_default="an empty line",
         help=f"Written between samples; a sample that does not end with a newline gets one first. {ESCAPES}"),
-    beam: int | None = typer.Option(None, "--beam", metavar="W", min=1, show_default=False, help=BEAM_HELP),
+    beam: int | None = typer.Option(None, "--beam", metavar="W", min=1, callback=at_most(MAX_BEAM), show_default=False,
+                                    help=BEAM_HELP),
     unknown: Unknown = unknown_option(),
 ) -> None:
     """Generate text from a model and stream it to stdout: only the text, as it is generated."""
+    if beam and beam * length > MAX_BEAM_CHARS:  # beam search keeps every live beam's whole text
+        raise typer.BadParameter(f"--beam {beam} with --length {length} would hold {beam * length:,} characters; "
+                                 f"keep W x N within {MAX_BEAM_CHARS:,}", param_hint="--beam")
     ckpt = open_checkpoint(checkpoint_path(checkpoint))
     _stdin_hint(prefix)
     text = read_text("-") if prefix == "-" else unescape(prefix)

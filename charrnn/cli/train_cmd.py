@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from charrnn.cli.common import (app, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
+from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
                                 text_argument)
 from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
                             DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
@@ -208,8 +208,8 @@ def train(
                        help="Clip the global gradient norm to this (0 = off)."),
     schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
                               "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
-    warmup: int = _opt(TR.warmup, "--warmup", min=0, max=MAX_LENGTH, help="Linear warm-up over the first N steps."),
-    steps: int = _opt(None, "--steps", min=1, max=MAX_LENGTH, help="Stop after N optimizer steps in all (counting those "
+    warmup: int = _opt(TR.warmup, "--warmup", min=0, callback=at_most(MAX_LENGTH), help="Linear warm-up over the first N steps."),
+    steps: int = _opt(None, "--steps", min=1, callback=at_most(MAX_LENGTH), help="Stop after N optimizer steps in all (counting those "
                       f"before a --resume). With none of --steps, --epochs and --max-time: {DEFAULT_STEPS} steps."),
     epochs: float = _opt(None, "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
     max_time: str = _opt(None, "--max-time", help="Stop after this wall-clock budget for this invocation "
@@ -217,10 +217,10 @@ def train(
                          "on the wall clock, so such a run is not bit-reproducible."),
     val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5, callback=_finite,
                            help="The last fraction of the corpus is validation (0 = none)."),
-    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, max=MAX_LENGTH, help="Validate (and save) every N steps."),
-    patience: int = _opt(None, "--patience", min=1, max=MAX_LENGTH, help="Stop after K validations without improvement."),
+    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, callback=at_most(MAX_LENGTH), help="Validate (and save) every N steps."),
+    patience: int = _opt(None, "--patience", min=1, callback=at_most(MAX_LENGTH), help="Stop after K validations without improvement."),
     checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every", help="Also save at least this often (a duration)."),
-    seed: int = _opt(None, "--seed", min=0, max=MAX_SEED, help="Every random draw follows from S; when not given, a seed "
+    seed: int = _opt(None, "--seed", min=0, callback=at_most(MAX_SEED), help="Every random draw follows from S; when not given, a seed "
                      "is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
     threads: int = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="BLAS threads.", show_default="all cores"),
