@@ -277,6 +277,13 @@ def test_help_shows_real_defaults_metavars_and_panels():
     assert not loose, f"options of train in no help panel (add them to layout.PANELS): {loose}"
 
 
+@pytest.mark.parametrize("columns", [60, 80])
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["info"]])
+def test_help_is_never_cut(command, columns):
+    text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)}).stdout
+    assert "…" not in text and all(len(line) <= columns for line in text.splitlines())
+
+
 def test_a_bad_number_is_named_plainly(corpus, tmp_path):
     result = cli("train", corpus, "-o", tmp_path / "m.npz", "--hidden", "abc")
     assert result.exit_code == 2 and "not a valid whole number" in result.stderr

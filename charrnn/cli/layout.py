@@ -43,7 +43,7 @@ METAVARS = {  # option -> metavar, where the option does not name its own
     "out": "PATH", "checkpoint": "PATH", "hidden": "H", "layers": "L", "embed": "D", "dropout": "P", "batch": "B",
     "seq": "T", "lr": "LR", "momentum": "M", "weight_decay": "WD", "clip": "NORM", "warmup": "N", "steps": "N",
     "epochs": "E", "max_time": "DURATION", "val_frac": "F", "eval_every": "N", "patience": "K",
-    "checkpoint_every": "DURATION", "seed": "S", "threads": "N", "device": "DEVICE", "limit": "N",
+    "checkpoint_every": "TIME", "seed": "S", "threads": "N", "device": "DEVICE", "limit": "N",
 }
 NUMBER_NAMES = {click.types.IntParamType: "whole number", click.types.IntRange: "whole number",
                 click.types.FloatParamType: "number", click.types.FloatRange: "number"}
