@@ -25,8 +25,9 @@ def evaluate(
     text: str = text_argument("UTF-8 text to score: a path, or - for stdin."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams, each with its own carried state "
-                              "(fewer for short texts); every character but a stream's first is scored."),
+    batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams, each with "
+                              "its own carried state (fewer for short texts); every character but a stream's first "
+                              "is scored."),
     unknown: Unknown = unknown_option(),
     cache_dir: str = cache_dir_option(),
     show: bool = typer.Option(False, "--show", help="Print the text itself, each character coloured by the bits "

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from charrnn.cli.corpus_io import cache_dir_option, load_corpus
 from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, read_text, say, set_threads,
                                 text_argument)
 from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
@@ -168,6 +169,8 @@ def _train(run, tc, out: Path, source: str) -> None:
              ("speed", f"{last.chars_per_sec:,.0f} chars/s" if last else "-"),
              ("last step loss", loss_text(last.loss if last else None)),
              ("best val loss", loss_text(m.best_val_loss)),
+             ("val chars", f"{m.val_chars:,} of {len(run.val_ids):,} held out scored per validation"
+              if m.val_chars else "-"),
              ("seed", str(run.tc.seed)), ("engine", f"{run.engine.name} ({run.engine.where})"),
              ("stopped by", interrupt.name if stopped else reason.get(last.stop if last else "", "-"))])
     if stopped:
@@ -208,22 +211,32 @@ def train(
                        help="Clip the global gradient norm to this (0 = off)."),
     schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
                               "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
-    warmup: int = _opt(TR.warmup, "--warmup", min=0, callback=at_most(MAX_LENGTH), help="Linear warm-up over the first N steps."),
-    steps: int = _opt(None, "--steps", min=1, callback=at_most(MAX_LENGTH), help="Stop after N optimizer steps in all (counting those "
-                      f"before a --resume). With none of --steps, --epochs and --max-time: {DEFAULT_STEPS} steps."),
+    warmup: int = _opt(TR.warmup, "--warmup", min=0, callback=at_most(MAX_LENGTH),
+                       help="Linear warm-up over the first N steps."),
+    steps: int = _opt(None, "--steps", min=1, callback=at_most(MAX_LENGTH), help="Stop after N optimizer steps in "
+                      f"all (counting those before a --resume). With none of --steps, --epochs and --max-time: "
+                      f"{DEFAULT_STEPS} steps."),
     epochs: float = _opt(None, "--epochs", callback=_positive, help="Stop after E passes over the corpus."),
     max_time: str = _opt(None, "--max-time", help="Stop after this wall-clock budget for this invocation "
                          "(90s, 20m, 1h). A schedule that decays over --max-time (no --steps/--epochs) depends "
                          "on the wall clock, so such a run is not bit-reproducible."),
     val_frac: float = _opt(TR.val_frac, "--val-frac", min=0.0, max=0.5, callback=_finite,
                            help="The last fraction of the corpus is validation (0 = none)."),
-    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, callback=at_most(MAX_LENGTH), help="Validate (and save) every N steps."),
-    patience: int = _opt(None, "--patience", min=1, callback=at_most(MAX_LENGTH), help="Stop after K validations without improvement."),
+    eval_every: int = _opt(TR.eval_every, "--eval-every", min=1, callback=at_most(MAX_LENGTH),
+                           help="Validate (and save) every N steps."),
+    val_chars: int = _opt(TR.val_chars, "--val-chars", min=0, callback=at_most(MAX_LENGTH),
+                          help="Score at most N held-out characters per validation: the same fixed part of a large "
+                               "split every time (the head of each stream); a smaller split is scored whole. "
+                               "0 = always all of it."),
+    patience: int = _opt(None, "--patience", min=1, callback=at_most(MAX_LENGTH),
+                         help="Stop after K validations without improvement."),
     checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every", help="Also save at least this often (a duration)."),
-    seed: int = _opt(None, "--seed", min=0, callback=at_most(MAX_SEED), help="Every random draw follows from S; when not given, a seed "
-                     "is drawn, printed on stderr and stored."),
+    seed: int = _opt(None, "--seed", min=0, callback=at_most(MAX_SEED), help="Every random draw follows from S; "
+                     "when not given, a seed is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
-    threads: int = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="BLAS threads.", show_default="all cores"),
+    cache_dir: str = cache_dir_option(),
+    threads: int = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="BLAS threads.",
+                                show_default="all cores"),
     engine: Engine = typer.Option(DEFAULT_ENGINE, "--engine", help="Who computes the steps: numpy (built in) or "
                                   "torch (pip install 'charrnn[torch]'; GPUs, torchrun). Same model, checkpoint "
                                   "and results; a run may resume on either."),
@@ -232,7 +245,8 @@ def train(
 ) -> None:
     """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
-             if v is not None and k not in ("corpus", "out", "force", "resume", "threads", "engine", "device")}
+             if v is not None and k not in ("corpus", "out", "force", "resume", "threads", "engine", "device",
+                                            "cache_dir")}
     out = Path(out)
     for name in ("max_time", "checkpoint_every"):
         if name in given:
@@ -253,12 +267,9 @@ def train(
     dist = _prepare(engine.value, device, corpus)
     source = corpus
     with dist.main_first() if dist is not None else contextlib.nullcontext():  # the corpus is prepared once
-        text = read_text(source)
-        if not text:
+        corpus = load_corpus(source, cache_dir)
+        if not len(corpus):
             fail(f"{'stdin' if source == '-' else source} is empty: there is nothing to learn")
-        from charrnn.corpus import Corpus
-
-        corpus = Corpus.from_text(text)
     from charrnn.launch import LaunchError, plan, validation_notice
 
     try:
