@@ -22,6 +22,7 @@ from charrnn.train import Run
 
 WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
 TEXT = " ".join(random.Random(0).choices(WORDS, k=180)) + "\n"  # ~680 characters, 19 distinct
+DEVICE = os.environ.get("CHARRNN_TEST_DEVICE", "cpu")  # where the torch side runs (gpu_check.sh: cuda)
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 TINY = ("--hidden", "8", "--layers", "2", "--embed", "4", "--batch", "4", "--seq", "8", "--seed", "1",
         "--dtype", "float64", "--dropout", "0.3", "--lr", "0.01", "--eval-every", "5")
@@ -40,7 +41,8 @@ def make_run(engine, resume=None, **kw):
     mc = ModelConfig(**{"hidden": 8, "layers": 2, "embed": 4, **model_kw}, vocab_size=len(vocab))
     tc = TrainConfig(**{"batch": 4, "seq": 8, "seed": 0, "val_frac": 0.1, "eval_every": 5, "dtype": "float64",
                         **kw})
-    return Run(mc, tc, Corpus(vocab.encode(TEXT), vocab.codes, "corpus-hash"), resume=resume, engine=engine)
+    corpus = Corpus(vocab.encode(TEXT), vocab.codes, "corpus-hash")
+    return Run(mc, tc, corpus, resume=resume, engine=engine, device=DEVICE if engine == "torch" else "cpu")
 
 
 def assert_close(a: dict, b: dict, tol=1e-8):
@@ -107,9 +109,10 @@ def test_a_torch_checkpoint_samples_byte_identically_with_the_numpy_core(tmp_pat
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
     for engine in ("numpy", "torch"):
-        result = cli("train", corpus, "-o", tmp_path / f"{engine}.npz", *TINY, "--steps", "40", "--engine", engine)
+        device = DEVICE if engine == "torch" else "cpu"
+        result = cli("train", corpus, "-o", tmp_path / f"{engine}.npz", *TINY, "--steps", "40", "--engine", engine,
+                     "--device", device)
         assert result.exit_code == 0, result.stderr
-        assert f"engine          {engine}" in result.stderr or engine in result.stderr
     samples = [cli("sample", "-c", tmp_path / f"{e}.npz", "-t", "0", "-n", "200", "--prefix", "the ")
                for e in ("numpy", "torch")]
     assert samples[0].exit_code == 0 and len(samples[0].stdout) > 200

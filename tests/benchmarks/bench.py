@@ -120,6 +120,26 @@ class CharrnnTrain:
         return chars
 
 
+class EngineTrain:
+    """charrnn's whole training loop, train.Run.steps() (data, schedule, bookkeeping, Step records) on one of its
+    engines: "numpy" or "torch". No validation and no checkpoints, as in the raw loops."""
+
+    def __init__(self, engine: str, mc, tc, text: str, seed: int):
+        import dataclasses
+
+        from charrnn.corpus import Corpus
+        from charrnn.train import Run
+
+        tc = dataclasses.replace(tc, steps=10**12, eval_every=10**12, seed=seed)
+        self.run_ = Run(mc, tc, Corpus.from_text(text), engine=engine)
+        self.steps, self.chars = self.run_.steps(), tc.batch * tc.seq
+
+    def run(self, n: int) -> int:
+        for _ in range(n):
+            next(self.steps)
+        return n * self.chars
+
+
 class CharrnnSample:
     """Batch-1 sampling as `charrnn sample` does it: one long charrnn.sample.generate stream, temperature 1."""
 
@@ -282,6 +302,12 @@ def make_runner(side: str, name: str, args: argparse.Namespace):
     vocab = data.Vocab.from_text(text)
     mc, tc = model_and_train_config(name, len(vocab))
     train_ids, _ = data.split(vocab.encode(text), tc.val_frac)
+    if side.startswith("engine-"):  # bench_engine.py: charrnn's training loop on the numpy or the torch engine
+        if side == "engine-torch":
+            import torch
+
+            torch.set_num_threads(args.threads)
+        return EngineTrain(side[len("engine-"):], mc, tc, text, args.seed)
     if side == "torch":
         import torch
 
