@@ -324,3 +324,48 @@ def test_damaged_training_state_is_a_one_line_value_error(damage):
     with pytest.raises(ValueError, match="training state cannot be resumed") as err:
         make_run(steps=4, resume=ckpt)
     assert "\n" not in str(err.value)
+
+
+# ------------------------------------------------------------------------------------- run state and interrupts
+
+
+def test_the_run_state_is_the_checkpoints_meta_and_an_older_meta_still_resumes(tmp_path):
+    """meta is RunState.to_dict() plus the RNG state; a meta without the keys later versions added (window,
+    val_chars, ...) and with keys this version does not know still resumes, to the same weights."""
+    kw = dict(steps=9, eval_every=4, dropout=0.25, layers=2)
+    straight = run_to_end(make_run(**kw))
+    first = make_run(**kw)
+    for s in first.steps():
+        if s.step == 6:
+            break
+    ckpt = first.checkpoint()
+    assert ckpt.meta == dict(first.meta.to_dict(), rng=first.rng.bit_generator.state)
+    assert train.RunState.from_dict(ckpt.meta) == first.meta
+    older = {k: v for k, v in ckpt.meta.items() if k not in ("window", "val_chars", "corpus_chars")}
+    ckpt.meta = dict(older, some_future_key=1)
+    resumed = run_to_end(make_run(**kw, resume=ckpt))
+    assert_params_equal(resumed.params, straight.params)
+
+
+@pytest.mark.parametrize("bad", [{"step": -1}, {"cursor": "3"}, {"history": {}}, {"cursor": 10**6}])
+def test_a_meta_with_impossible_counts_cannot_be_resumed(bad):
+    ckpt = run_to_end(make_run(steps=2)).checkpoint()
+    ckpt.meta = dict(ckpt.meta, **bad)
+    with pytest.raises(ValueError, match="training state cannot be resumed"):
+        make_run(steps=4, resume=ckpt)
+
+
+def test_an_interrupt_ends_the_run_after_the_step_without_validating():
+    run = make_run(steps=100, eval_every=3)
+    asked = iter([False, False, True])
+    got = list(run.steps(lambda: next(asked)))
+    assert [s.step for s in got] == [1, 2, 3] and got[-1].stop == "interrupt" and got[-1].val_loss is None
+    assert run.meta.step == 3 and run.meta.history == [] and run.meta.best_val_loss is None
+
+
+def test_fitted_batch_on_resume_is_the_batch_the_run_uses():
+    from charrnn.launch import fitted_batch
+
+    for text in (TEXT, TEXT[:200], "hello world, hello there\n" * 3):
+        run = make_run(text, batch=32, seq=8)
+        assert fitted_batch(32, len(text), run.tc) == run.tc.batch
