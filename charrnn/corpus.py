@@ -55,15 +55,17 @@ class Corpus:
 
 
 def prepare(source: str | os.PathLike | BinaryIO, cache_dir: str | os.PathLike | None = None,
-            progress: Progress | None = None, chunk_size: int = CHUNK, in_memory_below: int = IN_MEMORY_BELOW,
+            progress: Progress | None = None, chunk_size: int = CHUNK, in_memory_below: int | None = None,
             name: str | None = None) -> Corpus:
     """The Corpus of a UTF-8 file, of stdin ("-"), or of an open binary stream, read `chunk_size` bytes at a time.
 
-    A leading byte-order mark is dropped. Below `in_memory_below` bytes the ids stay in memory; otherwise they are
-    written to (or found in) the cache under `cache_dir` (default `corpus_cache.default_dir()`) and memory-mapped;
-    a stream that long is spooled to a temporary file there. `progress(phase, done, total)` hears of every chunk.
+    A leading byte-order mark is dropped. Below `in_memory_below` bytes (default IN_MEMORY_BELOW) the ids stay in
+    memory; otherwise they are written to (or found in) the cache under `cache_dir` (default
+    `corpus_cache.default_dir()`) and memory-mapped; a stream that long is spooled to a temporary file there. `progress(phase, done, total)` hears of every chunk.
     Raises CorpusError for bad content (with the byte offset of invalid UTF-8), OSError if reading fails.
     """
+    if in_memory_below is None:
+        in_memory_below = IN_MEMORY_BELOW
     if source == "-" or hasattr(source, "read"):
         stream = sys.stdin.buffer if source == "-" else source
         return _prepare_stream(stream, name or ("stdin" if source == "-" else "the input"), cache_dir, progress,

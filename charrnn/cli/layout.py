@@ -29,9 +29,9 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
         "batch": TRAINING, "seq": TRAINING, "lr": TRAINING, "optimizer": TRAINING, "momentum": TRAINING,
         "weight_decay": TRAINING, "clip": TRAINING, "schedule": TRAINING, "warmup": TRAINING, "seed": TRAINING,
         "steps": BOUNDS, "epochs": BOUNDS, "max_time": BOUNDS, "patience": BOUNDS,
-        "val_frac": VALIDATION, "eval_every": VALIDATION,
+        "val_frac": VALIDATION, "eval_every": VALIDATION, "val_chars": VALIDATION,
         "out": OUTPUT, "force": OUTPUT, "resume": OUTPUT, "checkpoint_every": OUTPUT,
-        "dtype": COMPUTE, "threads": COMPUTE, "engine": COMPUTE, "device": COMPUTE,
+        "dtype": COMPUTE, "threads": COMPUTE, "engine": COMPUTE, "device": COMPUTE, "cache_dir": COMPUTE,
     },
     "sample": {
         "checkpoint": MODEL,
@@ -44,6 +44,7 @@ METAVARS = {  # option -> metavar, where the option does not name its own
     "seq": "T", "lr": "LR", "momentum": "M", "weight_decay": "WD", "clip": "NORM", "warmup": "N", "steps": "N",
     "epochs": "E", "max_time": "DURATION", "val_frac": "F", "eval_every": "N", "patience": "K",
     "checkpoint_every": "TIME", "seed": "S", "threads": "N", "device": "DEVICE", "limit": "N",
+    "val_chars": "N",
 }
 NUMBER_NAMES = {click.types.IntParamType: "whole number", click.types.IntRange: "whole number",
                 click.types.FloatParamType: "number", click.types.FloatRange: "number"}
