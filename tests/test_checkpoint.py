@@ -161,7 +161,7 @@ def test_describe(tmp_path):
     assert info == {
         "format_version": FORMAT_VERSION, "cell": "gru", "embed": 3, "hidden": 4, "layers": 2, "dropout": 0.1,
         "parameters": sum(int(np.prod(s)) for s in config.param_shapes(ckpt.model_config).values()),
-        "vocab_size": 5, "dtype": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25,
+        "vocab_size": 5, "dtype": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25, "val_chars": None,
         "history": [{"step": 0, "loss": 1.6, "val_loss": 1.7}, {"step": 5, "loss": 1.3, "val_loss": 1.25}],
     }
     json.dumps(info, allow_nan=False)
@@ -282,3 +282,269 @@ def test_load_closes_the_file(tmp_path):
     ckpt = load(tmp_path / "m.npz")
     assert len(os.listdir("/proc/self/fd")) == before
     assert all(type(p) is np.ndarray for p in ckpt.params.values())
+
+
+# ------------------------------------------------------------------------------------ hostile files (issue 12)
+
+
+def write_zip(path, members: dict, compress: bool = False):
+    """A zip archive of raw members {name: bytes or an iterable of byte chunks}, written chunk by chunk."""
+    import zipfile
+
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(path, "w", method) as zf:
+        for name, content in members.items():
+            info = zipfile.ZipInfo(name)
+            info.compress_type = method
+            with zf.open(info, "w", force_zip64=True) as f:
+                for chunk in ([content] if isinstance(content, bytes) else content):
+                    f.write(chunk)
+
+
+def npy_bytes(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=False)
+    return buf.getvalue()
+
+
+def good_members(tmp_path) -> dict:
+    """The members of a valid checkpoint file as raw .npy bytes, to be replaced or added to by a test."""
+    return {k + ".npy": npy_bytes(v) for k, v in raw(tmp_path).items()}
+
+
+def zeros(n_bytes: int, chunk: int = 2**22):
+    for start in range(0, n_bytes, chunk):
+        yield bytes(min(chunk, n_bytes - start))
+
+
+@pytest.mark.parametrize("key", ["format_version", "meta", "vocab", "decoder.bias", "resume/optim/t",
+                                 "resume/cursor", "resume/params/decoder.weight"])
+def test_a_zip_bomb_under_any_key_is_refused_before_it_inflates(tmp_path, key):
+    """16 MB of zeros deflate to ~16 kB: the declared size is refused before any of it is read."""
+    members = good_members(tmp_path)
+    members[key + ".npy"] = zeros(2**24)
+    write_zip(tmp_path / "bomb.npz", members, compress=True)
+    assert (tmp_path / "bomb.npz").stat().st_size < 2**20
+    message = load_error(tmp_path / "bomb.npz")
+    assert "zip bomb" in message or "more than its name allows" in message, message
+
+
+def test_a_header_that_claims_a_huge_array_is_refused_after_the_header(tmp_path, monkeypatch):
+    """A member whose .npy header says (10**10,) float64 is refused without reading (or allocating) its data."""
+    members = good_members(tmp_path)
+    buf = __import__("io").BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": (10**10,)})
+    header = buf.getvalue()  # magic and header
+    for key in ("format_version", "decoder.bias", "resume/params/decoder.bias"):
+        bad = dict(members, **{key + ".npy": header + bytes(64)})
+        write_zip(tmp_path / "big.npz", bad)
+        empty = np.empty
+
+        def small_empty(shape, *args, **kwargs):
+            assert np.prod(shape) < 10**6, "allocated the data of a refused member"
+            return empty(shape, *args, **kwargs)
+
+        monkeypatch.setattr(np, "empty", small_empty)
+        assert "more than its name allows" in load_error(tmp_path / "big.npz")
+        monkeypatch.undo()
+
+
+def test_non_npy_members_and_foreign_zip_methods_are_refused(tmp_path):
+    for name in ("format_version", "model_config", "meta", "notes.txt"):
+        members = good_members(tmp_path)
+        members.pop(name + ".npy", None)
+        members[name] = b"not an array"
+        write_zip(tmp_path / "odd.npz", members)
+        assert "is not a .npy array" in load_error(tmp_path / "odd.npz")
+
+
+def test_too_many_members_is_refused_from_the_end_record(tmp_path):
+    members = good_members(tmp_path)
+    members.update({f"resume/x{i}.npy": b"" for i in range(5000)})
+    write_zip(tmp_path / "many.npz", members)
+    assert "more than 4,096" in load_error(tmp_path / "many.npz")
+
+
+@pytest.mark.parametrize("make", ["fifo", "device", "socket"])
+def test_only_regular_files_are_opened(tmp_path, make):
+    import signal
+    import socket
+
+    path = tmp_path / "x.npz"
+    if make == "fifo":
+        os.mkfifo(path)
+    elif make == "socket":
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+    else:
+        path = "/dev/zero"
+    signal.signal(signal.SIGALRM, lambda *a: pytest.fail("load() blocked on a non-regular file"))
+    signal.alarm(10)
+    try:
+        message = load_error(path)
+    finally:
+        signal.alarm(0)
+    assert "not a checkpoint file" in message and ("FIFO" in message or "device" in message or "socket" in message)
+
+
+def test_deeply_nested_json_is_one_line(tmp_path):
+    for depth in (40, 3000, 30_000):  # past JSON_MAX_DEPTH; past the recursion limit (1000)
+        for key in ("model_config", "meta"):
+            data = raw(tmp_path)
+            data[key] = np.array('{"a": ' + "[" * depth + "]" * depth + "}")
+            write_raw(tmp_path / "deep.npz", data)
+            assert f"'{key}' is not valid JSON" in load_error(tmp_path / "deep.npz")
+
+
+def test_json_text_members_are_bounded(tmp_path):
+    data = raw(tmp_path)
+    data["model_config"] = np.array(json.dumps({**MODEL, "pad": "x" * 2**17}))
+    write_raw(tmp_path / "long.npz", data)
+    assert "more than its name allows" in load_error(tmp_path / "long.npz")
+
+
+TRAIN = config.to_dict(make_ckpt().train_config)
+META = make_ckpt().meta
+HOSTILE_FIELDS = {
+    "layers_1e9": ("model_config", {**MODEL, "layers": 10**9}, r"layers must be an integer in \[1, 64\]"),
+    "hidden_float": ("model_config", {**MODEL, "hidden": 4.0}, "hidden must be an integer"),
+    "hidden_bool": ("model_config", {**MODEL, "hidden": True}, "hidden must be an integer"),
+    "dropout_nan": ("model_config", {**MODEL, "dropout": float("nan")}, "dropout must be a finite number"),
+    "too_many_params": ("model_config", {**MODEL, "hidden": 16384, "layers": 64}, "parameters, more than"),
+    "vocab_size_big": ("model_config", {**MODEL, "vocab_size": 2**40}, "vocab_size must be"),
+    "key_not_str": ("model_config", {**MODEL, "cell": ["lstm"]}, "unknown model_config.cell"),
+    "seq_0": ("train_config", {**TRAIN, "seq": 0}, "seq must be an integer"),
+    "batch_0": ("train_config", {**TRAIN, "batch": 0}, "batch must be an integer"),
+    "eval_every_0": ("train_config", {**TRAIN, "eval_every": 0}, "eval_every must be an integer"),
+    "lr_string": ("train_config", {**TRAIN, "lr": "fast"}, "lr must be a finite number"),
+    "lr_inf": ("train_config", {**TRAIN, "lr": float("inf")}, "lr must be a finite number"),
+    "steps_string": ("train_config", {**TRAIN, "steps": "10"}, "steps must be an integer"),
+    "val_frac_nan": ("train_config", {**TRAIN, "val_frac": float("nan")}, "val_frac must be a finite"),
+    "clip_negative": ("train_config", {**TRAIN, "clip": -1}, "clip must be a finite"),
+    "unknown_field_object": ("train_config", {**TRAIN, "future": {"a": 1}}, None),  # ignored (newer charrnn)
+    "history_string": ("meta", {**META, "history": "long"}, "meta.history must be a list"),
+    "history_rows": ("meta", {**META, "history": [[0, 1.0]]}, r"meta.history\[0\] must be an object"),
+    "history_loss_text": ("meta", {**META, "history": [{"loss": "low"}]}, r"meta.history\[0\].loss must be"),
+    "step_negative": ("meta", {**META, "step": -1}, "meta.step must be"),
+    "step_string": ("meta", {**META, "step": "7"}, "meta.step must be"),
+    "cursor_past_data": ("meta", {**META, "cursor": 10**6, "corpus_chars": 5000}, "meta.cursor 1000000 is past"),
+    "rng_garbage": ("meta", {**META, "rng": {"bit_generator": "MT19937"}}, "meta.rng is not"),
+    "best_val_loss_text": ("meta", {**META, "best_val_loss": "1.2"}, "meta.best_val_loss must be"),
+    "window_text": ("meta", {**META, "window": ["x"]}, "meta.window must be"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_FIELDS))
+def test_every_config_and_meta_field_is_checked(tmp_path, case):
+    key, obj, pattern = HOSTILE_FIELDS[case]
+    data = raw(tmp_path)
+    data[key] = np.array(json.dumps(obj))
+    write_raw(tmp_path / "bad.npz", data)
+    if pattern is None:
+        load(tmp_path / "bad.npz")
+        return
+    message = load_error(tmp_path / "bad.npz")
+    assert re.search(pattern, message), message
+
+
+def test_a_surrogate_in_the_vocabulary_is_refused(tmp_path):
+    data = raw(tmp_path)
+    data["vocab"] = np.array([0, 10, 65, 0xD800, 0x1F600], np.uint32)
+    write_raw(tmp_path / "bad.npz", data)
+    assert "surrogate" in load_error(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("key, value, pattern", [
+    ("resume/params/nope", np.zeros(3), "names no parameter"),
+    ("resume/state/9/0", np.zeros((32, 4)), "names no parameter or layer"),
+    ("resume/optim/m/decoder.bias", np.zeros(4), r"has shape \(4,\), expected \(5,\)"),
+    ("resume/optim/t", np.array(1.5), "expected an integer"),
+    ("resume/cursor", np.zeros(2**18), "more than its name allows"),
+])
+def test_resume_members_are_sized_by_the_configs(tmp_path, key, value, pattern):
+    data = raw(tmp_path)
+    data[key] = value
+    write_raw(tmp_path / "bad.npz", data)
+    assert re.search(pattern, load_error(tmp_path / "bad.npz"))
+
+
+def test_error_details_are_never_cut_mid_word():
+    from charrnn.checkpoint.reader import short
+
+    text = " ".join(f"word{i}" for i in range(100))
+    cut = short(text, 120)
+    assert len(cut) <= 124 and cut.endswith(" ...")
+    assert cut[: -len(" ...")].split()[-1] in text.split()
+
+
+# ------------------------------------------------------------------------------------------------ saving
+
+
+def test_stale_temp_files_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    names = {
+        f".model.npz.{dead_pid}.abc123.tmp": False,  # a save killed by kill -9: removed
+        f".model.npz.{os.getppid()}.def456.tmp": True,  # a save in flight in a live process: kept
+        ".model.npz.oldstyle.tmp": True,  # no pid and recent: kept
+        ".other.npz.1.x.tmp": True,  # another checkpoint's: not ours to touch
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"half")
+    old = tmp_path / ".model.npz.ancient.tmp"  # no pid and hours old: removed
+    old.write_bytes(b"half")
+    os.utime(old, (0, 0))
+    save(tmp_path / "model.npz", make_ckpt())
+    left = set(os.listdir(tmp_path))
+    assert left == {"model.npz", *(n for n, kept in names.items() if kept)}
+
+
+def test_a_failed_save_removes_the_directories_it_created(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        save(tmp_path / "a" / "b" / "model.npz", make_ckpt())
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_symlink_stays_a_link_and_its_target_is_written(tmp_path):
+    (tmp_path / "real").mkdir()
+    save(tmp_path / "real" / "model.npz", make_ckpt(seed=1))
+    link = tmp_path / "link.npz"
+    link.symlink_to(tmp_path / "real" / "model.npz")
+    save(link, make_ckpt(seed=2))
+    assert link.is_symlink()
+    assert_same(load(tmp_path / "real" / "model.npz"), make_ckpt(seed=2))
+    assert sorted(os.listdir(tmp_path / "real")) == ["model.npz"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_check_writable_fails_fast_on_a_read_only_directory(tmp_path):
+    from charrnn.checkpoint import check_writable
+
+    (tmp_path / "ro").mkdir()
+    os.chmod(tmp_path / "ro", 0o555)
+    try:
+        with pytest.raises(CheckpointError, match="cannot write"):
+            check_writable(tmp_path / "ro" / "model.npz")
+        with pytest.raises(CheckpointError, match="no permission"):
+            check_writable(tmp_path / "ro" / "new" / "model.npz")
+    finally:
+        os.chmod(tmp_path / "ro", 0o755)
+    check_writable(tmp_path / "new" / "dir" / "model.npz")
+    assert os.listdir(tmp_path) == ["ro"]
+
+
+def test_check_writable_refuses_a_file_where_a_directory_must_be(tmp_path):
+    from charrnn.checkpoint import check_writable
+
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CheckpointError, match="is not a directory"):
+        check_writable(tmp_path / "file" / "model.npz")
