@@ -20,7 +20,7 @@ Unknown = Enum("Unknown", {"error": "error", "skip": "skip"}, type=str)
 UNKNOWN_HELP = ("What to do with characters the model's vocabulary lacks: error (name them and exit 1) or skip "
                 "(leave them out and say how many on stderr).")
 CACHE_HELP = ("Where large corpora are cached as ids, ready to memory-map (default: $CHARRNN_CACHE_DIR, else "
-              "$XDG_CACHE_HOME/charrnn, else ~/.cache/charrnn). Safe to delete.")
+              "charrnn in $XDG_CACHE_HOME, else ~/.cache/charrnn). Safe to delete.")
 PHASES = {"spooling": "reading", "reading": "reading", "encoding": "encoding", "checking": "checking cache of"}
 
 
@@ -93,7 +93,7 @@ def load_corpus(source: str, cache_dir: str | None = None):
 def known_only(text: str, vocab, unknown: str, what: str = "the prefix") -> str:
     """`text` if the vocabulary (a Vocab) has all its characters; else, with --unknown skip, the text without
     the others (their count on stderr), or with --unknown error a one-line error naming them (exit 1)."""
-    missing = vocab.missing(text)
+    missing = sorted(vocab.missing(text))  # in code point order, as for a corpus
     if not missing:
         return text
     count = sum(text.count(c) for c in missing)
