@@ -20,8 +20,10 @@ from charrnn.config import MODEL_OPTIONS, ModelConfig, TrainConfig
 from charrnn.corpus import Corpus
 from charrnn.train import fit_batch
 
-# Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may.
-FIXED_ON_RESUME = ("batch", "seq", "val_frac", "dtype", "optimizer", "momentum", "weight_decay", "seed")
+# Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may. (val_chars:
+# best-checkpoint selection compares validation losses, so every validation of a run scores the same characters.)
+FIXED_ON_RESUME = ("batch", "seq", "val_frac", "val_chars", "dtype", "optimizer", "momentum", "weight_decay",
+                   "seed")
 
 
 class LaunchError(ValueError):
@@ -34,6 +36,19 @@ class Plan:
     tc: TrainConfig
     resume: Checkpoint | None  # the run to continue, or None for a new one
     seed_drawn: bool = False  # no --seed was given: tc.seed was drawn here (the CLI says which)
+
+
+def check_out(out: Path, force: bool, resume: bool) -> None:
+    """--out must be a file path, and an existing file is never overwritten unless --resume or --force says so."""
+    if force and resume:
+        raise LaunchError("--force starts a new run and --resume continues one; give only one of them")
+    if out.is_dir():
+        raise LaunchError(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
+    if out.exists() and not out.is_file():
+        raise LaunchError(f"--out {out} is not a regular file; give a file path such as checkpoints/model.npz")
+    if out.exists() and not (force or resume):
+        raise LaunchError(f"{out} already exists; it holds a checkpoint; say --resume to continue that run or "
+                          f"--force to start a new one over it")
 
 
 def plan(given: dict, corpus: Corpus, out: Path, resume: bool) -> Plan:

@@ -27,7 +27,6 @@ Schedule = Enum("Schedule", {n: n for n in SCHEDULE_NAMES}, type=str)
 Dtype = Enum("Dtype", {n: n for n in DTYPE_NAMES}, type=str)
 M, TR = ModelConfig(), TrainConfig()
 Engine = Enum("Engine", {n: n for n in ENGINE_NAMES}, type=str)
-RUN_HINT = "checkpoint; say --resume to continue that run or --force to start a new one over it"
 
 
 def _finite(value):
@@ -254,15 +253,13 @@ def train(
                 given[name] = parse_duration(given[name])
             except typer.BadParameter as e:
                 raise typer.BadParameter(str(e), param_hint="--" + name.replace("_", "-"))
-    if force and resume:
-        fail("--force starts a new run and --resume continues one; give only one of them")
-    if out.is_dir():
-        fail(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
-    if out.exists() and not out.is_file():
-        fail(f"--out {out} is not a regular file; give a file path such as checkpoints/model.npz")
-    if out.exists() and not (force or resume):
-        fail(f"{out} already exists; it holds a {RUN_HINT}")
     set_threads(threads)
+    from charrnn.launch import LaunchError, check_out, plan, validation_notice
+
+    try:
+        check_out(out, force, resume)
+    except LaunchError as e:
+        fail(str(e))
     _check_writable(out)  # (imports numpy: after set_threads)
     dist = _prepare(engine.value, device, corpus)
     source = corpus
@@ -270,8 +267,6 @@ def train(
         corpus = load_corpus(source, cache_dir)
         if not len(corpus):
             fail(f"{'stdin' if source == '-' else source} is empty: there is nothing to learn")
-    from charrnn.launch import LaunchError, plan, validation_notice
-
     try:
         launch = plan(given, corpus, out, resume)
         notice = validation_notice(launch.tc, len(corpus))
