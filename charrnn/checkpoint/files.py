@@ -285,5 +285,6 @@ def describe(ckpt: Checkpoint) -> dict:
         "steps": meta.get("step"),
         "seed": meta.get("seed", ckpt.train_config.seed),
         "best_val_loss": best if isinstance(best, (int, float)) and math.isfinite(best) else None,
+        "val_chars": meta.get("val_chars"),  # held-out characters each validation scored (None: none ran)
         "history": meta.get("history", []),
     }

@@ -58,7 +58,8 @@ def _facts(path: str, s: dict):
             ("parameters", f"{s['parameters']:,}"), ("vocab size", str(s["vocab_size"])), ("dtype", s["dtype"]),
             ("steps", "-" if s["steps"] is None else f"{s['steps']:,}"),
             ("training time", "-" if s["elapsed"] is None else duration(s["elapsed"])),
-            ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best)]
+            ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best),
+            ("val chars", "-" if not s.get("val_chars") else f"{s['val_chars']:,} scored per validation")]
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
