@@ -278,7 +278,7 @@ def test_help_shows_real_defaults_metavars_and_panels():
 
 
 @pytest.mark.parametrize("columns", [60, 80])
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["info"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["eval"], ["info"]])
 def test_help_is_never_cut(command, columns):
     text = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)}).stdout
     assert "…" not in text and all(len(line) <= columns for line in text.splitlines())

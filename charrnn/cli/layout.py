@@ -21,8 +21,8 @@ WORKFLOW = ("train", "sample", "eval", "info")  # the order commands are listed 
 
 MODEL, TRAINING, BOUNDS, VALIDATION, OUTPUT, COMPUTE = (
     "Model", "Training", "Run length", "Validation", "Output and checkpoints", "Compute")
-TEXT, SAMPLING = "Text", "Sampling"
-PANEL_ORDER = (None, MODEL, TEXT, SAMPLING, TRAINING, BOUNDS, VALIDATION, OUTPUT, COMPUTE)
+TEXT, SAMPLING, SCORING, PRINTED = "Text", "Sampling", "Scoring", "Output"
+PANEL_ORDER = (None, MODEL, TEXT, SAMPLING, SCORING, TRAINING, BOUNDS, VALIDATION, OUTPUT, PRINTED, COMPUTE)
 PANELS = {  # command -> option -> panel; options not named stay under "Options" (--help, --quiet)
     "train": {
         "cell": MODEL, "hidden": MODEL, "layers": MODEL, "embed": MODEL, "dropout": MODEL,
@@ -37,6 +37,10 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
         "checkpoint": MODEL,
         "prefix": TEXT, "length": TEXT, "num_samples": TEXT, "sep": TEXT, "stop": TEXT, "unknown": TEXT,
         "temperature": SAMPLING, "top_k": SAMPLING, "top_p": SAMPLING, "seed": SAMPLING, "beam": SAMPLING,
+    },
+    "eval": {
+        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "batch": SCORING,
+        "as_json": PRINTED, "show": PRINTED, "show_chars": PRINTED,
     },
 }
 METAVARS = {  # option -> metavar, where the option does not name its own
