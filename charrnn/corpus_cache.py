@@ -11,7 +11,7 @@ Layout under the cache directory (`--cache-dir`, else $CHARRNN_CACHE_DIR, else $
 
 Every file is written to a temporary name, fsynced and renamed, the .json last: a killed preparation leaves no
 entry that looks valid. An entry is trusted only after its header, size and the CRC-32 of every id check out
-(a cheap full read, see BENCHMARKS.md "Corpus cache"); anything else is rebuilt. Deleting the directory is safe.
+(a cheap full read, see BENCHMARKS.md "Large corpora"); anything else is rebuilt. Deleting the directory is safe.
 """
 
 from __future__ import annotations
