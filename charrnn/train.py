@@ -365,7 +365,7 @@ class Run:
             (elapsed,), (asked,) = self.engine.agree([time.perf_counter() - start], [asked])  # rank 0's clock
             meta.elapsed = before + elapsed
             stop, val, patience_out = "interrupt" if asked else self._stop_reason(elapsed), None, False
-            if stop != "interrupt" and (meta.step % tc.eval_every == 0 or stop):
+            if meta.step % tc.eval_every == 0 or (stop and stop != "interrupt"):  # as if not interrupted
                 val, patience_out = self._validate_and_record(lr)
             stop = stop or ("patience" if patience_out else None)
             speed = (meta.step - first_step) * x.size / max(elapsed, 1e-9)

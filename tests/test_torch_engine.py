@@ -7,6 +7,7 @@ except the no-torch error, which is simulated."""
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 
@@ -193,27 +194,56 @@ def arrays(path) -> dict:
         return {k: f[k] for k in f.files}
 
 
-def test_ddp_on_two_gloo_ranks_equals_one_process_with_the_whole_batch(tmp_path):
-    """A real torchrun with 2 CPU ranks (B 4: two streams each), float64, dropout, validation: the same checkpoint
-    as the NumPy engine in one process, to 1e-8; only rank 0 speaks and writes."""
+def test_ddp_on_two_gloo_ranks_equals_one_process_and_sigterm_stops_every_rank_with_a_save(tmp_path):
+    """A real torchrun with 2 CPU ranks (B 4: two streams each), float64, dropout, validation, stopped by SIGTERM
+    (as a scheduler stops a job; torchrun passes it on to every rank). Every rank stops at the same step k and
+    rank 0 alone writes: a checkpoint equal, to 1e-8, to k steps of the NumPy engine in one process with the whole
+    batch; and resumed there to k + 6 it equals k + 6 steps straight, so the gathered carried state and the RNG
+    stayed in lockstep."""
     needs_torch()
     corpus = tmp_path / "corpus.txt"
     corpus.write_text(TEXT)
-    one, two = tmp_path / "one.npz", tmp_path / "two.npz"
-    assert cli("train", corpus, "-o", one, *TINY, "--steps", "12").exit_code == 0
+    two = tmp_path / "two.npz"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "--monitor-interval", "0.1", "-m", "charrnn", "train", str(corpus), "-o", str(two), *TINY,
-           "--steps", "12", "--engine", "torch"]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=240, cwd=tmp_path)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout == f"{two}\n"  # rank 0 alone prints the path ...
-    assert p.stderr.count("stopped by") == 1 and "2 processes" in p.stderr  # ... and the summary
-    assert sorted(f.name for f in tmp_path.iterdir()) == ["corpus.txt", "one.npz", "two.npz"]  # no stray files
+           "--steps", "1000000", "--engine", "torch"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=ENV, cwd=tmp_path)
+    try:
+        seen = []
+        for line in p.stderr:  # rank 0's plain progress lines: one at step 5, when it validates
+            seen.append(line)
+            if line.startswith("step 5/"):
+                break
+        else:
+            raise AssertionError("".join(seen))
+        p.send_signal(signal.SIGTERM)
+        stdout, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = "".join(seen) + err
+    assert stdout == ""  # stopped by a signal: no path on stdout, from any rank
+    assert err.count("stopped by      SIGTERM") == 1 and err.count("saved a resumable checkpoint") == 1, err
+    assert "2 processes" in err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["corpus.txt", "two.npz"]  # no stray temporary files
+    k = checkpoint.load(two).meta["step"]
+    assert k >= 5
+    one = tmp_path / "one.npz"  # the same k steps in one process (it validates at its last step; two did not)
+    assert cli("train", corpus, "-o", one, *TINY, "--steps", k).exit_code == 0
+    assert_same_files(one, two, ("step", "cursor", "epochs_done", "chars", "rng"), only="resume/")
+    straight = tmp_path / "straight.npz"
+    assert cli("train", corpus, "-o", straight, *TINY, "--steps", k + 6).exit_code == 0
+    assert cli("train", corpus, "-o", two, "--resume", "--steps", k + 6).exit_code == 0
+    assert_same_files(straight, two, ("step", "cursor", "epochs_done", "chars", "best_step", "rng"))
+
+
+def assert_same_files(one, two, meta_keys, only=""):
     a, b = arrays(one), arrays(two)
     assert sorted(a) == sorted(b)
     for k in a:
-        if a[k].dtype.kind == "f":
+        if a[k].dtype.kind == "f" and k.startswith(only):
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-8, err_msg=k)
     ma, mb = json.loads(str(a["meta"][()])), json.loads(str(b["meta"][()]))
-    for k in ("step", "cursor", "chars", "best_step", "rng"):
+    for k in meta_keys:
         assert ma[k] == mb[k], k

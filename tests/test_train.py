@@ -355,12 +355,14 @@ def test_a_meta_with_impossible_counts_cannot_be_resumed(bad):
         make_run(steps=4, resume=ckpt)
 
 
-def test_an_interrupt_ends_the_run_after_the_step_without_validating():
+@pytest.mark.parametrize("at, validated", [(4, False), (3, True)])
+def test_an_interrupt_ends_the_run_after_the_step_which_validates_only_on_its_schedule(at, validated):
+    """An interrupted step validates if it is an --eval-every step (as in the run it will be resumed into), but
+    not for being the last."""
     run = make_run(steps=100, eval_every=3)
-    asked = iter([False, False, True])
-    got = list(run.steps(lambda: next(asked)))
-    assert [s.step for s in got] == [1, 2, 3] and got[-1].stop == "interrupt" and got[-1].val_loss is None
-    assert run.meta.step == 3 and run.meta.history == [] and run.meta.best_val_loss is None
+    got = list(run.steps(lambda: run.meta.step == at))
+    assert [s.step for s in got] == list(range(1, at + 1)) and got[-1].stop == "interrupt"
+    assert (got[-1].val_loss is not None) == validated and [h["step"] for h in run.meta.history] == [3]
 
 
 def test_fitted_batch_on_resume_is_the_batch_the_run_uses():
