@@ -75,7 +75,7 @@ class TrainConfig:
     val_frac: float = 0.05
     # characters a periodic validation scores at most: a fixed part of a large held-out split, the same every
     # time (the head of each of the B streams); a smaller split is scored whole. 0 = always all of it. Sized
-    # so one validation of an LSTM 2x256 stays under ~10 s on the 2-core machine (BENCHMARKS.md, "Evaluation")
+    # so one validation of an LSTM 2x256 stays under ~10 s on the 2-core machine (BENCHMARKS.md, "Large corpora")
     val_chars: int = 250_000
     eval_every: int = 200
     patience: int | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -73,6 +74,9 @@ def prepare(source: str | os.PathLike | BinaryIO, cache_dir: str | os.PathLike |
     path = Path(source)
     name = name or str(source)
     st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):  # a pipe (`<(cat x)`) or device: read once, like stdin
+        with open(path, "rb") as f:
+            return _prepare_stream(f, name, cache_dir, progress, chunk_size, in_memory_below)
     if st.st_size < in_memory_below:
         data = path.read_bytes()
         return _in_memory(lambda: _slices(data, chunk_size), name)

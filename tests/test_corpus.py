@@ -202,3 +202,14 @@ def test_cache_location(monkeypatch, tmp_path):
     monkeypatch.delenv("CHARRNN_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert corpus_cache.default_dir() == tmp_path / "xdg" / "charrnn"
+
+
+def test_a_named_pipe_is_read_once_like_stdin(tmp_path, cache):
+    fifo = tmp_path / "corpus.fifo"
+    os.mkfifo(fifo)
+    feeder = threading.Thread(target=lambda: fifo.write_bytes(TEXT.encode()))
+    feeder.start()
+    got = prepare(fifo, chunk_size=7, in_memory_below=100)  # its size says 0: it must not be read whole
+    feeder.join()
+    assert_same(got, Corpus.from_text(TEXT))
+    assert isinstance(got.ids, np.memmap)

@@ -83,7 +83,7 @@ def load_corpus(source: str, cache_dir: str | None = None):
     except FileNotFoundError:
         fail(f"{source} does not exist", 2)
     except OSError as e:
-        if e.filename in (None, source):
+        if e.filename is None or str(e.filename) == source:
             fail(f"cannot read {name}: {e.strerror}", 2)
         fail(f"cannot use the corpus cache ({e.strerror}: {e.filename}); give another with --cache-dir")
     finally:
