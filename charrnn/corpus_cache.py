@@ -194,7 +194,8 @@ def known_sha256(directory: Path, path: Path, st: os.stat_result) -> str | None:
     try:
         record = json.loads(_file_record(directory, path).read_bytes())
         sha = record.pop("sha256")
-        if record == _identity(path, st) and isinstance(sha, str) and len(sha) == 64:
+        hex_digest = isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
+        if hex_digest and record == _identity(path, st):  # (a name, never a path, goes into the entry's path)
             return sha
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
