@@ -55,15 +55,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def write_repeated(path: Path, source: bytes, size: int) -> None:
-    """`source` repeated until `size` bytes (cut at a line end)."""
+    """`source` repeated up to `size` bytes, cut at a line end (never inside a character)."""
     with open(path, "wb") as f:
         left = size
         while left > 0:
-            part = source if len(source) <= left else source[:source.rfind(b"\n", 0, left) + 1 or left]
-            f.write(part)
-            left -= len(part)
+            part = source if len(source) <= left else source[:source.rfind(b"\n", 0, left) + 1]
             if not part:
                 break
+            f.write(part)
+            left -= len(part)
 
 
 def mixed_block(rng: np.random.Generator, shakespeare: str, size: int = 4 * MB) -> bytes:
@@ -104,7 +104,7 @@ def rss_run(cmd: list[str], env: dict, limit: float | None = None) -> dict:
         except OSError:
             pass
         if limit and time.perf_counter() - start > limit and not stopped:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signal.SIGTERM)  # (SIGINT is ignored in a background job)
             stopped = True
         time.sleep(0.02)
     proc.returncode = os.waitstatus_to_exitcode(status)
