@@ -229,7 +229,8 @@ def train(
                                "0 = always all of it."),
     patience: int = _opt(None, "--patience", min=1, callback=at_most(MAX_LENGTH),
                          help="Stop after K validations without improvement."),
-    checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every", help="Also save at least this often (a duration)."),
+    checkpoint_every: str = _opt(f"{TR.checkpoint_every / 60:g}m", "--checkpoint-every",
+                                 help="Also save at least this often (a duration)."),
     seed: int = _opt(None, "--seed", min=0, callback=at_most(MAX_SEED), help="Every random draw follows from S; "
                      "when not given, a seed is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
