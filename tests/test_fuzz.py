@@ -260,8 +260,8 @@ FIXED_HOSTILE = {
     "history_string": lambda m: m.update({"meta.npy": hostile.text(
         {**json.loads(str(np.load(__import__("io").BytesIO(m["meta.npy"])))), "history": "x"})}),
 }
-CASES = [("deep_meta", "sample"), ("format_version_not_npy", "info"), ("surrogate_vocab", "sample"),
-         ("resume_bomb", "eval"), ("history_string", "info"), ("history_string", "train")]
+CASES = [("deep_meta", "sample"), ("format_version_not_npy", "info"), ("resume_bomb", "eval"),
+         ("history_string", "train")]  # (the in-process cases above cover the rest of the list)
 
 
 @pytest.mark.parametrize("name, command", CASES)

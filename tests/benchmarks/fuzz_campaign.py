@@ -8,6 +8,9 @@
 
 Every case must end with exit 0, 1 or 2, no traceback, the checkpoint byte-identical; `attacks` prints a table
 (--big adds the 10 GB zip member, which takes a while to build). Peak RSS comes from /usr/bin/time -v when present.
+To see an older charrnn fail them: extract it (git archive REV | tar -x -C /tmp/old), then run with
+CHARRNN_CAMPAIGN_CODE=/tmp/old CHARRNN_CAMPAIGN_LIMIT=12G (the processes started import that code, capped; an
+address-space cap much below 8G makes OpenBLAS itself fail).
 """
 
 from __future__ import annotations
@@ -69,12 +72,16 @@ def campaign_load(examples: int) -> None:
 # ------------------------------------------------------------------------------------------------------- cli
 
 
-def charrnn(*args, stdin=subprocess.DEVNULL, timeout=120, shell_prefix=""):
-    """Run `python -m charrnn ARGS` -> (exit code, stderr, stdout, peak RSS in MB or None)."""
+def charrnn(*args, stdin=subprocess.DEVNULL, timeout=120):
+    """Run `python -m charrnn ARGS` -> (exit code, stderr, stdout, peak RSS in MB or None). CHARRNN_CAMPAIGN_LIMIT
+    (bytes) caps the address space (e.g. to try an older charrnn on PYTHONPATH without exhausting the machine)."""
     time_v = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
     cmd = [*time_v, sys.executable, "-m", "charrnn", *map(str, args)]
+    limit = os.environ.get("CHARRNN_CAMPAIGN_LIMIT")
+    if limit:
+        cmd = ["prlimit", f"--as={limit}", *cmd]
     try:
-        done = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout)
+        done = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout, cwd=tempfile.gettempdir())
     except subprocess.TimeoutExpired:
         return "timeout", "", "", None
     err = done.stderr.decode(errors="replace")
@@ -155,8 +162,7 @@ def _attack_files(folder: str, big: bool) -> dict[str, str]:
     make("deep_model_config", {"model_config.npy": hostile.nested(10_000)})
     make("deep_meta", {"meta.npy": hostile.nested(100_000)})
     vocab = np.load(io.BytesIO(members["vocab.npy"]))
-    make("vocab_surrogate", {"vocab.npy": hostile.npy(np.sort(np.r_[vocab[vocab != ord("z")], 0xD800]).astype(
-        np.uint32))})
+    make("vocab_surrogate", {"vocab.npy": hostile.npy(np.sort(np.r_[vocab[:-1], 0xD800]).astype(np.uint32))})
     meta, tc = text_of("meta"), text_of("train_config")
     make("history_string", {"meta.npy": hostile.text({**meta, "history": "x"})})
     make("history_rows", {"meta.npy": hostile.text({**meta, "history": [[1, 2]]})})
@@ -230,7 +236,7 @@ def campaign_attacks(big: bool) -> None:
 
 
 def _shell(command: str, timeout=120):
-    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=timeout)
+    done = subprocess.run(["bash", "-c", command], capture_output=True, timeout=timeout, cwd=tempfile.gettempdir())
     return done.returncode, done.stderr.decode(errors="replace"), done.stdout.decode(errors="replace"), None
 
 
@@ -246,16 +252,19 @@ def _streams(rows, corpus, good, tiny, folder) -> None:
     rows[-1] = (rows[-1][0], rows[-1][1], None, None, rows[-1][2].strip()[:150] or "(nothing on stderr)")
     code, err, _, _ = _shell(f"{py} train - -o {folder}/stdin.npz {t} <&-")
     rows.append(("train - <&-", code, None, None, err.strip().splitlines()[-1][:150] if err.strip() else ""))
-    tracebacks, codes = 0, collections.Counter()
-    for i in range(16):  # Ctrl-C during start-up
-        p = subprocess.Popen([sys.executable, "-m", "charrnn", "info", "-c", good], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE)
-        time.sleep(0.002 * i)
+    tracebacks, in_site, codes = 0, 0, collections.Counter()
+    script = os.path.join(os.path.dirname(sys.executable), "charrnn")
+    for i in range(32):  # Ctrl-C during start-up, through the console script
+        p = subprocess.Popen([script, "info", "-c", good], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=tempfile.gettempdir())
+        time.sleep(0.002 * (i % 16))
         p.send_signal(signal.SIGINT)
         err = p.communicate(timeout=60)[1].decode(errors="replace")
-        tracebacks += "Traceback" in err
+        tracebacks += "Traceback" in err and "init_import_site" not in err
+        in_site += "init_import_site" in err  # the interpreter's own start-up, before any charrnn code runs
         codes[p.returncode] += 1
-    rows.append(("Ctrl-C in the first 0-30 ms (16 tries)", dict(codes), None, None, f"tracebacks: {tracebacks}"))
+    rows.append(("Ctrl-C in the first 0-30 ms (32 tries)", dict(codes), None, None,
+                 f"tracebacks from charrnn: {tracebacks}; from Python's start-up (site import): {in_site}"))
 
 
 def _signals(rows, corpus, tiny, folder) -> None:
@@ -265,13 +274,16 @@ def _signals(rows, corpus, tiny, folder) -> None:
     args = [a for a in tiny if a not in ("--steps", "3")]
     p = subprocess.Popen([sys.executable, "-m", "charrnn", "train", corpus, "-o", out, *args, "--steps", "100000",
                           "--checkpoint-every", "1h", "--val-frac", "0"], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
+                         stderr=subprocess.PIPE, cwd=tempfile.gettempdir())
     time.sleep(4)
     p.send_signal(signal.SIGTERM)
     _, err = p.communicate(timeout=60)
     saved = load(out).meta["step"] if os.path.exists(out) else None
     line = next((x for x in err.decode().splitlines() if "SIGTERM" in x), "")
     rows.append(("SIGTERM during train", p.returncode, None, None, f"saved at step {saved}; {line.strip()}"))
+    if saved is None:  # nothing was saved on SIGTERM: make the run to resume
+        charrnn("train", corpus, "-o", out, *args, "--steps", "2", "--val-frac", "0")
+        saved = 2
     link = os.path.join(folder, "link.npz")
     os.symlink(out, link)
     code, err, _, _ = charrnn("train", corpus, "-o", link, "--resume", "--steps", str(saved + 2))
@@ -285,6 +297,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--big", action="store_true", help="attacks: add the 10 GB member")
     args = parser.parse_args()
+    if os.environ.get("CHARRNN_CAMPAIGN_CODE"):  # the processes started run that charrnn (e.g. an older checkout)
+        os.environ["PYTHONPATH"] = os.environ["CHARRNN_CAMPAIGN_CODE"]
     if args.what == "load":
         campaign_load(args.examples)
     elif args.what == "cli":
