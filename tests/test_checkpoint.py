@@ -548,3 +548,13 @@ def test_check_writable_refuses_a_file_where_a_directory_must_be(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="is not a directory"):
         check_writable(tmp_path / "file" / "model.npz")
+
+
+def test_a_meta_too_long_to_load_is_never_written(tmp_path):
+    from charrnn.checkpoint.files import TEXT_CHARS
+
+    ckpt = make_ckpt()
+    ckpt.meta = {"note": "x" * TEXT_CHARS["meta"]}
+    with pytest.raises(CheckpointError, match="refusing to write .*meta is 8,388,6.. characters"):
+        save(tmp_path / "m.npz", ckpt)
+    assert os.listdir(tmp_path) == []

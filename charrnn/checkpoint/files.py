@@ -146,6 +146,10 @@ def save(path, ckpt: Checkpoint) -> None:
         arrays = _arrays(ckpt)
     except (TypeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"refusing to write {path}: meta is not JSON-serialisable ({short(exc, 100)})") from exc
+    for key, limit in TEXT_CHARS.items():  # what load() would refuse is never written
+        if len(str(arrays[key][()])) > limit:
+            raise CheckpointError(f"refusing to write {path}: {key} is {len(str(arrays[key][()])):,} characters of "
+                                  f"JSON, more than the {limit:,} a checkpoint may hold")
     target = os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path)
     directory = os.path.dirname(target)
     created = _make_parents(directory)
