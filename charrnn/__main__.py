@@ -4,7 +4,18 @@ The CLI is imported inside the try, so a Ctrl-C that lands while Python is still
 130 and no traceback, like one that lands later.
 """
 
+import signal
 import sys
+
+
+def _exit_130(signum, frame):
+    raise SystemExit(130)  # no traceback is printed for SystemExit, wherever it lands
+
+
+# Until main() has imported the CLI, Ctrl-C is a plain exit 130, even between this line and main()'s try (the
+# console script imports this module outside any try). Only Python's own start-up, before any charrnn code, remains.
+if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+    signal.signal(signal.SIGINT, _exit_130)
 
 
 def _reopen_closed_std_streams() -> None:
@@ -30,6 +41,8 @@ def main() -> None:
         _reopen_closed_std_streams()
         from charrnn.cli import main as cli_main
 
+        if signal.getsignal(signal.SIGINT) is _exit_130:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt again, as the CLI expects
         cli_main()
     except KeyboardInterrupt:
         sys.exit(130)
