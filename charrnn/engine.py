@@ -58,6 +58,10 @@ class NumpyEngine:
         self.optimizer.step(self.params, self._grads, lr)
         self.state, self._grads, self._next = self._next, None, None
 
+    def scorer(self):
+        """How train.evaluate scores a chunk with this engine's weights: None, its own model.loss."""
+        return None
+
     def weights(self) -> dict[str, np.ndarray]:
         """The latest weights (the live arrays: copy them to keep them)."""
         return self.params

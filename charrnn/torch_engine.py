@@ -231,8 +231,7 @@ class TorchEngine:
         return masks
 
     def _ids(self, a: np.ndarray):
-        rows = np.ascontiguousarray(a[self.lo : self.lo + self.n], dtype=np.int64)  # (n,T)
-        return self.torch.from_numpy(rows).to(self.device)
+        return self._tensor_ids(a[self.lo : self.lo + self.n])  # (n,T) this rank's rows
 
     def compute(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator | None) -> tuple[float, float]:
         """x, y (B,T) -> (mean loss over the whole batch, gradient norm before clipping); nothing updated yet."""
@@ -281,6 +280,25 @@ class TorchEngine:
                 parts.append(self.torch.cat(pieces, dim=1)[0])  # (B,H)
             full.append(tuple(parts))
         self.full = full
+
+    def scorer(self):
+        """train.evaluate's chunk loss on this device (validation runs where the weights are): x, y (B',T) ids,
+        state per layer (numpy at the first chunk, then this engine's tensors) -> (summed nll in float64, state)."""
+        torch, V = self.torch, self.mc.vocab_size
+
+        def score(x: np.ndarray, y: np.ndarray, state: list):
+            if isinstance(state[0][0], np.ndarray):
+                state = [tuple(self._tensor(a)[None] for a in layer) for layer in state]  # (1,B',H) each
+            with torch.no_grad():
+                logits, state = self.net(self._tensor_ids(x), state)  # (B',T,V) all rows, not this rank's
+                logits = logits.reshape(-1, V).to(torch.float64)  # as model.loss: the nll in float64
+                nll = torch.nn.functional.cross_entropy(logits, self._tensor_ids(y).reshape(-1), reduction="sum")
+            return float(nll), state
+
+        return score
+
+    def _tensor_ids(self, a: np.ndarray):
+        return self.torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(self.device)
 
     # -- what crosses the seam, in charrnn's layouts
 

@@ -54,7 +54,8 @@ class EvalResult:
 
 
 def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAULT_BATCH, seq: int = 64,
-             max_chars: int | None = None, lut: np.ndarray | None = None, progress=None) -> EvalResult:
+             max_chars: int | None = None, lut: np.ndarray | None = None, progress=None,
+             score=None) -> EvalResult:
     """Mean loss over ids (L,): B contiguous streams with carried state; every character but a stream's first counts.
 
     B is `batch`, or fewer for short texts (each stream needs two characters). Validation uses this function too.
@@ -63,7 +64,8 @@ def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAUL
     text's ids to the model's, chunk by chunk, so a memory-mapped text is never copied whole. `progress(done,
     total)` hears the characters scored after every chunk. The streams go through in chunks of `seq` steps (64: a
     chunk's gate arrays stay small; 256 measured the same or slower for an LSTM 2x256); the result does not
-    depend on it.
+    depend on it. `score(x, y, state) -> (summed nll, state)` computes a chunk (default: model.loss with params;
+    the torch engine passes its own, so that validation runs where the weights are).
     """
     if len(ids) < 2:
         raise ValueError("the text must have at least 2 characters to be scored")
@@ -77,7 +79,10 @@ def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAUL
         chunk = streams[:, start : start + seq + 1]  # (B,≤seq+1) inputs and, shifted by one, targets
         if lut is not None:
             chunk = lut[chunk]
-        nll, state = model.loss(params, mc, chunk[:, :-1], chunk[:, 1:], state)
+        if score is None:
+            nll, state = model.loss(params, mc, chunk[:, :-1], chunk[:, 1:], state)
+        else:
+            nll, state = score(chunk[:, :-1], chunk[:, 1:], state)
         total += nll
         if progress:
             progress(B * (start + chunk.shape[1] - 1), B * (S - 1))
@@ -305,7 +310,8 @@ class Run:
     def validate(self) -> float:
         """Validation loss (nats/char) of the latest weights; tracks the best weights and patience."""
         params, meta = self.engine.weights(), self.meta
-        result = evaluate(params, self.mc, self.val_ids, self.tc.batch, max_chars=self.tc.val_chars)
+        result = evaluate(params, self.mc, self.val_ids, self.tc.batch, max_chars=self.tc.val_chars,
+                          score=self.engine.scorer())
         loss, meta.val_chars = result.nats_per_char, result.chars
         if not math.isfinite(loss) or loss > LOSS_CEILING:  # caught before the save that follows validation
             raise Diverged(f"training diverged at step {meta.step} (validation loss {loss:.4g}); lower --lr "

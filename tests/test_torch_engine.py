@@ -77,6 +77,9 @@ def test_both_engines_give_the_same_losses_and_weights(cell, opt, extra):
     np.testing.assert_allclose([s.loss for s in sa], [s.loss for s in sb], rtol=0, atol=1e-9)
     np.testing.assert_allclose([s.grad_norm for s in sa], [s.grad_norm for s in sb], rtol=1e-9)
     assert [s.val_loss is None for s in sa] == [s.val_loss is None for s in sb]
+    vals = [(s.val_loss, t.val_loss) for s, t in zip(sa, sb) if s.val_loss is not None]
+    assert len(vals) == 6  # every 5 steps
+    np.testing.assert_allclose(*zip(*vals), rtol=0, atol=1e-9)
     assert_same_training_state(a, b)
 
 
@@ -141,6 +144,20 @@ def test_the_api_loads_a_checkpoint_as_a_module_and_writes_one_back(tmp_path):
     sampled = cli("sample", "-c", tmp_path / "back.npz", "-t", "0", "-n", "30")
     assert sampled.exit_code == 0 and sampled.stdout == cli("sample", "-c", tmp_path / "m.npz", "-t", "0",
                                                            "-n", "30").stdout
+
+
+def test_the_torch_engine_validates_in_torch(monkeypatch):
+    """Validation runs where the weights are: the NumPy model's loss is never called on the torch engine."""
+    needs_torch()
+
+    def numpy_loss(*args, **kwargs):
+        raise AssertionError("validation went through model.loss")
+
+    monkeypatch.setattr(model, "loss", numpy_loss)
+    got = [s.val_loss for s in make_run("torch", steps=4, eval_every=2).steps()]
+    assert got[1] is not None and got[3] is not None
+    with pytest.raises(AssertionError, match="model.loss"):
+        list(make_run("numpy", steps=4, eval_every=2).steps())
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_a_one_line_error():
