@@ -350,7 +350,7 @@ def test_help_lists_every_option_of_the_contract():
     for option in ("--out", "--force", "--cell", "--hidden", "--layers", "--embed", "--batch", "--seq", "--lr",
                    "--optimizer", "--clip", "--momentum", "--schedule", "--warmup", "--dropout", "--steps",
                    "--epochs", "--max-time", "--val-frac", "--eval-every", "--patience", "--seed", "--resume",
-                   "--dtype", "--threads"):
+                   "--dtype", "--threads", "--engine", "--device"):
         assert option in result.stdout, option
     assert "not bit-reproducible" in " ".join(result.stdout.replace("│", " ").split())  # words wrapped in a panel
 
