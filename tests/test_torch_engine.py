@@ -264,3 +264,25 @@ def assert_same_files(one, two, meta_keys, only=""):
     ma, mb = json.loads(str(a["meta"][()])), json.loads(str(b["meta"][()]))
     for k in meta_keys:
         assert ma[k] == mb[k], k
+
+
+def test_float32_runs_on_both_engines_to_rounding():
+    """The default precision: the same run, equal to float32 rounding (the checkpoint keeps float32)."""
+    needs_torch()
+    kw = dict(cell="lstm", dropout=0.3, steps=10, dtype="float32")
+    a, b = make_run("numpy", **kw), make_run("torch", **kw)
+    la, lb = [s.loss for s in a.steps()], [s.loss for s in b.steps()]
+    np.testing.assert_allclose(la, lb, rtol=1e-5)
+    ca, cb = a.checkpoint(), b.checkpoint()
+    assert all(v.dtype == np.float32 for v in {**cb.params, **{k: v for k, v in cb.resume.items()
+                                                                if k != "optim/t"}}.values())
+    assert_close(ca.params, cb.params, 1e-4)
+
+
+def test_under_torchrun_the_numpy_engine_is_a_usage_error(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(TEXT)
+    result = CliRunner().invoke(app, ["train", str(corpus), "-o", str(tmp_path / "m.npz"), *TINY],
+                                env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
+    assert result.exit_code == 2 and "needs --engine torch" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
