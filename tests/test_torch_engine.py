@@ -286,3 +286,10 @@ def test_under_torchrun_the_numpy_engine_is_a_usage_error(tmp_path):
                                 env={"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"})
     assert result.exit_code == 2 and "needs --engine torch" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_cli_offers_exactly_the_registered_engines():
+    from charrnn.config import DEFAULT_ENGINE, ENGINE_NAMES
+    from charrnn.engine import ENGINES
+
+    assert tuple(ENGINES) == ENGINE_NAMES and DEFAULT_ENGINE == "numpy"
