@@ -83,12 +83,14 @@ def test_both_engines_give_the_same_losses_and_weights(cell, opt, extra):
     assert_same_training_state(a, b)
 
 
+@pytest.mark.parametrize("opt, extra", OPTIMIZERS[1:], ids=["adamw", "rmsprop", "adagrad", "sgd"])
 @pytest.mark.parametrize("first, second", [("numpy", "torch"), ("torch", "numpy")])
-def test_a_run_resumes_on_the_other_engine(tmp_path, first, second):
-    """k steps on one engine + a resume on the other to N == N steps straight (adam moments, dropout, carried
+def test_a_run_resumes_on_the_other_engine(tmp_path, first, second, opt, extra):
+    """k steps on one engine + a resume on the other to N == N steps straight (optimizer moments, dropout, carried
     state and RNG all cross the seam in one layout)."""
     needs_torch()
-    kw = dict(cell="lstm", dropout=0.3, steps=20, schedule="cosine", warmup=4, eval_every=3)
+    kw = dict(cell="lstm", dropout=0.3, steps=20, schedule="cosine", warmup=4, eval_every=3, optimizer=opt,
+              **extra)
     straight = make_run("numpy", **kw)
     list(straight.steps())
     run = make_run(first, **kw)
