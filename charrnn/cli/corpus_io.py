@@ -32,7 +32,7 @@ def cache_dir_option():
     return typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP, show_default=False)
 
 
-def show_chars(chars: list[str], most: int = 20) -> str:
+def name_chars(chars: list[str], most: int = 20) -> str:
     """Characters as themselves, space-separated; invisible ones (controls, spaces) as U+XXXX."""
     shown_ = [c if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars[:most]]
     return " ".join(shown_) + (f" and {len(chars) - most} more" if len(chars) > most else "")
@@ -41,7 +41,7 @@ def show_chars(chars: list[str], most: int = 20) -> str:
 def unknown_message(chars: list[str], count: int, what: str) -> str:
     """`what` has N character(s) the vocabulary lacks (M occurrences): é ö ✓."""
     times = f", {count:,} times in all" if count > len(chars) else ""
-    return f"{what} has {len(chars)} character(s) the model's vocabulary lacks{times}: {show_chars(chars)}"
+    return f"{what} has {len(chars)} character(s) the model's vocabulary lacks{times}: {name_chars(chars)}"
 
 
 class _Shown:
@@ -101,6 +101,6 @@ def known_only(text: str, vocab, unknown: str, what: str = "the prefix") -> str:
         fail(f"{unknown_message(missing, count, what)}; use characters of the model's alphabet (`charrnn info` "
              f"describes the model) or pass --unknown skip to leave them out")
     say(f"skipped {count:,} occurrence(s) of {len(missing)} character(s) the model's vocabulary lacks: "
-        f"{show_chars(missing)}")
+        f"{name_chars(missing)}")
     drop = set(missing)
     return "".join(c for c in text if c not in drop)

@@ -15,9 +15,9 @@ import typer
 from charrnn.cli import progress as shown
 from charrnn.cli.common import (CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint, say,
                                 text_argument)
-from charrnn.config import DEFAULT_BATCH, MAX_BATCH, MAX_LENGTH
-from charrnn.cli.corpus_io import (Unknown, cache_dir_option, load_corpus, show_chars, unknown_message,
+from charrnn.cli.corpus_io import (Unknown, cache_dir_option, load_corpus, name_chars, unknown_message,
                                     unknown_option)
+from charrnn.config import DEFAULT_BATCH, MAX_BATCH, MAX_LENGTH
 
 
 @app.command("eval")
@@ -84,7 +84,7 @@ def _model_ids(corpus, vocab, unknown: str, cache_dir):
              f"--unknown skip to leave them out, or train on a corpus that contains them")
     if missing:
         say(f"skipped {count:,} occurrence(s) of {len(missing)} character(s) the model's vocabulary lacks: "
-            f"{show_chars(missing)}")
+            f"{name_chars(missing)}")
         return without_unknown(corpus, lut, cache_dir), None
     same = len(lut) == len(vocab) and np.array_equal(lut, np.arange(len(lut)))
     return corpus.ids, None if same else lut
