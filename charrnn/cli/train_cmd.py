@@ -122,7 +122,7 @@ def _train(run, tc, out: Path, source: str) -> None:
 
     import numpy as np
 
-    from charrnn.cli.progress import Progress, duration, loss_text, summary
+    from charrnn.cli.progress import Progress
     from charrnn.train import Diverged
 
     main = run.is_main
@@ -160,6 +160,21 @@ def _train(run, tc, out: Path, source: str) -> None:
             f"--steps or --epochs to continue it")
     if stopped or last is None or not last.stop:
         _save(run, out)
+    _summary(run, out, first, last, interrupt.name if stopped else None)
+    if stopped:
+        again = f"charrnn train {shlex.quote(source)} -o {shlex.quote(str(out))} --resume"
+        say(f"saved a resumable checkpoint to {out}; continue with: {again}")
+        raise typer.Exit(interrupt.code)
+    try:
+        print(out, flush=True)
+    except BrokenPipeError:  # the reader of stdout is gone: the checkpoint is saved, so this is still a success
+        quiet_stdout()
+
+
+def _summary(run, out: Path, first: int, last, interrupted_by: str | None) -> None:
+    """The table on stderr at the end of a run; `last` is the last Step (None when no step was made)."""
+    from charrnn.cli.progress import duration, loss_text, summary
+
     m = run.meta
     reason = {"steps": "step limit", "epochs": "epoch limit", "time": "time budget", "patience": "patience"}
     summary([("checkpoint", str(out)), ("steps", f"{m.step} ({m.step - first} in this run)"),
@@ -171,15 +186,7 @@ def _train(run, tc, out: Path, source: str) -> None:
              ("val chars", f"{m.val_chars:,} of {len(run.val_ids):,} held out scored per validation"
               if m.val_chars else "-"),
              ("seed", str(run.tc.seed)), ("engine", f"{run.engine.name} ({run.engine.where})"),
-             ("stopped by", interrupt.name if stopped else reason.get(last.stop if last else "", "-"))])
-    if stopped:
-        again = f"charrnn train {shlex.quote(source)} -o {shlex.quote(str(out))} --resume"
-        say(f"saved a resumable checkpoint to {out}; continue with: {again}")
-        raise typer.Exit(interrupt.code)
-    try:
-        print(out, flush=True)
-    except BrokenPipeError:  # the reader of stdout is gone: the checkpoint is saved, so this is still a success
-        quiet_stdout()
+             ("stopped by", interrupted_by or reason.get(last.stop if last else "", "-"))])
 
 
 @app.command()
