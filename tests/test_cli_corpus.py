@@ -177,3 +177,17 @@ def test_sample_unknown_error_and_skip(model):
     plain = cli("sample", "-c", model, "--prefix", "the  cat ", "-n", "5", "-t", "0")
     assert skipped.stdout == plain.stdout and skipped.stdout.startswith("the  cat ")
     assert "skipped 2 occurrence(s) of 2 character(s)" in skipped.stderr
+
+
+def test_preparing_a_large_corpus_off_a_terminal_writes_plain_lines(corpus, tmp_path, on_disk, monkeypatch):
+    from charrnn.cli import progress
+
+    monkeypatch.setattr(progress, "PLAIN_EVERY", 0.0)
+    result = cli("train", corpus, "-o", tmp_path / "m.npz", *TINY, "--steps", "1")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert any(line.startswith(f"reading {corpus}: ") and line.endswith(" MiB") for line in lines)
+    assert any(line.startswith(f"encoding {corpus}: ") for line in lines)
+    assert "\r" not in result.stderr  # no bar off a terminal
+    quiet = cli("train", corpus, "-o", tmp_path / "q.npz", *TINY, "--steps", "1", "-q")
+    assert quiet.exit_code == 0 and "checking" not in quiet.stderr and "reading" not in quiet.stderr
