@@ -5,7 +5,8 @@ stream where batch k stopped and the hidden state is carried across batches (tru
 epoch wraps around. Everything a run needs to continue exactly where it stopped (latest weights, optimizer moments,
 step, data cursor, carried state, RNG state, history) goes into its checkpoint, so N steps straight and k steps plus
 a resume to N give identical weights. The core never prints: progress flows up as yielded `Step` records, and the
-caller decides when to save.
+caller decides when to save. Who computes each step (and holds the weights, optimizer state and carried state) is an
+engine, NumPy by default (charrnn/engine.py); everything here is the same for every engine.
 """
 
 from __future__ import annotations
