@@ -18,7 +18,6 @@ import numpy as np
 
 BOM = b"\xef\xbb\xbf"  # an encoding marker that Windows editors write, not text
 CHUNK = 4 << 20  # bytes read at a time: large enough that per-chunk overhead vanishes, small next to memory
-MAX_CODE = 0x10FFFF
 
 
 class CorpusError(ValueError):
