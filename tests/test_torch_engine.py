@@ -295,3 +295,22 @@ def test_the_cli_offers_exactly_the_registered_engines():
     from charrnn.engine import ENGINES
 
     assert tuple(ENGINES) == ENGINE_NAMES and DEFAULT_ENGINE == "numpy"
+
+
+def test_torch_is_imported_by_one_module_only_and_lazily():
+    """charrnn/torch_engine.py alone names torch in an import, and only inside functions, so importing it (as the
+    engine registry does) works without torch."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "charrnn"
+    importers = {}
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "torch" or n.startswith("torch.") for n in names):
+                importers.setdefault(path.name, []).append(any(node is top for top in tree.body))
+    assert set(importers) == {"torch_engine.py"}
+    assert not any(importers["torch_engine.py"])  # none at the top level
