@@ -213,3 +213,27 @@ def test_a_named_pipe_is_read_once_like_stdin(tmp_path, cache):
     feeder.join()
     assert_same(got, Corpus.from_text(TEXT))
     assert isinstance(got.ids, np.memmap)
+
+
+def test_bounded_evaluation_scores_the_head_of_every_stream_and_maps_ids_per_chunk(tmp_path, cache):
+    from charrnn import model
+    from charrnn.config import ModelConfig
+    from charrnn.train import evaluate
+
+    own = prepare(write(tmp_path / "c.txt", TEXT), chunk_size=64, in_memory_below=0)  # memory-mapped ids
+    codes = np.union1d(own.vocab, np.array([7, 0x2603], np.uint32))  # a model with two characters more
+    lut, missing, _ = corpus.to_vocab(own, codes)
+    assert missing == [] and not np.array_equal(lut, np.arange(len(lut)))
+    mc = ModelConfig(cell="gru", vocab_size=len(codes), embed=3, hidden=5, layers=1)
+    params = model.init_params(mc, np.random.default_rng(0), np.dtype(np.float64))
+    ids = lut[np.asarray(own.ids)]  # (L,) the model's ids, in memory
+    B, bound = 4, 200
+    head = data.streams(ids, B)[:, :bound // B]  # (B, 50) what a bounded validation scores
+    want = evaluate(params, mc, head.ravel(), B, seq=7)
+    for got in (evaluate(params, mc, ids, B, seq=7, max_chars=bound),
+                evaluate(params, mc, own.ids, B, seq=7, max_chars=bound, lut=lut)):
+        assert (got.chars, got.streams) == (B * (bound // B - 1), B)
+        assert got.nats_per_char == pytest.approx(want.nats_per_char, rel=1e-12)
+    whole = evaluate(params, mc, own.ids, B, seq=7, lut=lut)
+    assert whole.chars == B * (len(ids) // B - 1)
+    assert whole.nats_per_char == pytest.approx(evaluate(params, mc, ids, B, seq=7).nats_per_char, rel=1e-12)
