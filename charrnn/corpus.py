@@ -62,8 +62,9 @@ def prepare(source: str | os.PathLike | BinaryIO, cache_dir: str | os.PathLike |
 
     A leading byte-order mark is dropped. Below `in_memory_below` bytes (default IN_MEMORY_BELOW) the ids stay in
     memory; otherwise they are written to (or found in) the cache under `cache_dir` (default
-    `corpus_cache.default_dir()`) and memory-mapped; a stream that long is spooled to a temporary file there. `progress(phase, done, total)` hears of every chunk.
-    Raises CorpusError for bad content (with the byte offset of invalid UTF-8), OSError if reading fails.
+    `corpus_cache.default_dir()`) and memory-mapped; a stream that long is spooled to a temporary file there.
+    `progress(phase, done, total)` hears of every chunk. Raises CorpusError for bad content (with the byte
+    offset of invalid UTF-8), OSError if reading or the cache fails.
     """
     if in_memory_below is None:
         in_memory_below = IN_MEMORY_BELOW
@@ -85,7 +86,8 @@ def prepare(source: str | os.PathLike | BinaryIO, cache_dir: str | os.PathLike |
     entry = corpus_cache.load(directory, sha, progress) if sha else None
     if entry is None:
         sha, entry = _cached(lambda phase: _file_chunks(path, chunk_size, phase, progress), name, directory, progress)
-        if _changed(st, os.stat(path)):
+        if _changed(st, os.stat(path)):  # what was hashed may not be what was encoded: keep neither
+            corpus_cache.discard(directory, sha)
             raise CorpusError(f"{name} changed while it was being read; run the command again")
         corpus_cache.remember(directory, path, st, sha)
     return Corpus(entry.ids, entry.vocab, sha, entry.counts)

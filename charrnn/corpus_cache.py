@@ -142,6 +142,12 @@ def load(directory: Path, sha256: str, progress: Progress | None = None) -> Entr
         return None
 
 
+def discard(directory: Path, sha256: str) -> None:
+    """Remove the entry for this SHA-256, if any (its .json first, so no half of it looks valid)."""
+    for p in reversed(_paths(directory, sha256)):
+        p.unlink(missing_ok=True)
+
+
 def _checked_record(record: dict, sha256: str):
     """(vocab, counts, dtype, length) from an entry's .json; ValueError if anything is off."""
     vocab = np.asarray(record["vocab"], dtype=np.int64)

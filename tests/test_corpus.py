@@ -237,3 +237,16 @@ def test_bounded_evaluation_scores_the_head_of_every_stream_and_maps_ids_per_chu
     whole = evaluate(params, mc, own.ids, B, seq=7, lut=lut)
     assert whole.chars == B * (len(ids) // B - 1)
     assert whole.nats_per_char == pytest.approx(evaluate(params, mc, ids, B, seq=7).nats_per_char, rel=1e-12)
+
+
+def test_a_file_changed_during_preparation_leaves_no_entry(tmp_path, cache, monkeypatch):
+    path = write(tmp_path / "c.txt", TEXT)
+
+    def touching(chunks, *args):  # the file changes between the two passes, keeping its vocabulary and length
+        write(path, TEXT.replace("First", "Tsrif"))
+        yield from stream.encode(chunks, *args)
+
+    monkeypatch.setattr(corpus, "encode", touching)
+    with pytest.raises(CorpusError, match="changed while it was being read"):
+        prepare(path, chunk_size=64, in_memory_below=0)
+    assert entry_files(cache) == []

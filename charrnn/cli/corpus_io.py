@@ -21,7 +21,7 @@ UNKNOWN_HELP = ("What to do with characters the model's vocabulary lacks: error 
                 "(leave them out and say how many on stderr).")
 CACHE_HELP = ("Where large corpora are cached as ids, ready to memory-map (default: $CHARRNN_CACHE_DIR, else "
               "charrnn in $XDG_CACHE_HOME, else ~/.cache/charrnn). Safe to delete.")
-PHASES = {"spooling": "reading", "reading": "reading", "encoding": "encoding", "checking": "checking cache of"}
+PHASES = {"spooling": "spooling", "reading": "reading", "encoding": "encoding", "checking": "checking cache of"}
 
 
 def unknown_option():
