@@ -92,12 +92,22 @@ def scan(chunks: Iterable[bytes], name: str) -> Scan:
             yield chunk
 
     for cps in code_points(hashed(), name, start=skip):
-        c = np.bincount(cps)  # (max+1,) occurrences of each code point in this chunk
+        c = byte_counts(cps) if cps.dtype == np.uint8 else np.bincount(cps)  # (max+1,) occurrences in this chunk
         if len(c) > len(counts):
             counts = np.concatenate([counts, np.zeros(len(c) - len(counts), np.int64)])
         counts[:len(c)] += c
     vocab = np.flatnonzero(counts).astype(np.uint32)  # (V,) sorted
     return Scan(sha.hexdigest(), vocab, counts[vocab], int(counts.sum()))
+
+
+def byte_counts(b: np.ndarray) -> np.ndarray:
+    """How often each value 0..255 occurs in b (C,) uint8, as (256,) int64. Counted in pairs: bincount casts its
+    input to intp, and a uint16 view has half the elements (BENCHMARKS.md, "Large corpora")."""
+    pairs = np.bincount(b[:len(b) & ~1].view(np.uint16), minlength=1 << 16).reshape(256, 256)  # (256,256) byte pairs
+    counts = pairs.sum(axis=0) + pairs.sum(axis=1)  # (256,) each byte value, as either half of a pair
+    if len(b) & 1:
+        counts[b[-1]] += 1
+    return counts
 
 
 def encode(chunks: Iterable[bytes], name: str, vocab: np.ndarray, dtype) -> Iterator[np.ndarray]:
@@ -106,8 +116,20 @@ def encode(chunks: Iterable[bytes], name: str, vocab: np.ndarray, dtype) -> Iter
     Raises CorpusError if a character outside `vocab` turns up (the text changed since it was scanned)."""
     lut = np.full(int(vocab[-1]) + 1 if len(vocab) else 1, len(vocab), np.uint32)  # code point -> id; V = absent
     lut[vocab] = np.arange(len(vocab), dtype=np.uint32)
+    table = None  # for one-byte ids: byte -> id as a bytes.translate table, 255 (never an id) where absent
+    if np.dtype(dtype) == np.uint8 and len(vocab) < 256:
+        low = vocab[vocab < 256]  # (k,) the first k entries of the sorted vocabulary: ids 0..k-1
+        table = np.full(256, 255, np.uint8)  # (256,)
+        table[low] = np.arange(len(low), dtype=np.uint8)
+        table = table.tobytes()
     skip, body = split_bom(chunks)
     for cps in code_points(body, name, start=skip):
+        if table is not None and cps.dtype == np.uint8:  # an ASCII chunk: one C call instead of a take
+            ids = cps.tobytes().translate(table)
+            if b"\xff" in ids:
+                raise CorpusError(f"{name} changed while it was being read; run the command again")
+            yield np.frombuffer(ids, np.uint8)
+            continue
         if len(cps) and cps.max() >= len(lut):
             raise CorpusError(f"{name} changed while it was being read; run the command again")
         ids = lut.take(cps)  # (C,) uint32

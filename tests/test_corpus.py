@@ -250,3 +250,20 @@ def test_a_file_changed_during_preparation_leaves_no_entry(tmp_path, cache, monk
     with pytest.raises(CorpusError, match="changed while it was being read"):
         prepare(path, chunk_size=64, in_memory_below=0)
     assert entry_files(cache) == []
+
+
+@pytest.mark.parametrize("text", ["abcab", "abcé", "ab" * 200])
+@pytest.mark.parametrize("size", [1, 3, 1000])
+def test_encoding_a_character_the_scan_did_not_see_is_an_error(text, size):
+    vocab = stream.scan([text.encode()], "t").vocab
+    for stranger in ("z", "\x00", "ж"):
+        raw = (text + stranger + text).encode()
+        with pytest.raises(CorpusError, match="changed while it was being read"):
+            list(stream.encode(chunked(raw, size), "t", vocab, data.id_dtype(len(vocab))))
+
+
+def test_byte_counts_equal_bincount():
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 2, 7, 1000, 1001):
+        b = rng.integers(0, 256, n).astype(np.uint8)
+        np.testing.assert_array_equal(stream.byte_counts(b), np.bincount(b, minlength=256))
