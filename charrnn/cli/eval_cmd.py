@@ -8,8 +8,6 @@ scored, with a bar on stderr on a terminal.
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import typer
 
 from charrnn.cli import progress as shown
@@ -33,8 +31,8 @@ def evaluate(
     show: bool = typer.Option(False, "--show", help="Print the text itself, each character coloured by the bits "
                               "the model spent on it (a legend and the scores on stderr); plain text off a "
                               "terminal or with NO_COLOR; with --json, the report plus every character's bits."),
-    show_chars: int = typer.Option(3000, "--show-chars", metavar="N", min=1, callback=at_most(MAX_LENGTH), help="How much of the text --show "
-                                   "prints: its first N characters."),
+    show_chars: int = typer.Option(3000, "--show-chars", metavar="N", min=1, callback=at_most(MAX_LENGTH),
+                                   help="How much of the text --show prints: its first N characters."),
 ) -> None:
     """Score TEXT with a model: mean loss in nats/char, bits/char, perplexity, characters scored, streams."""
     path = checkpoint_path(checkpoint)
