@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from charrnn.cli import common
 from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, say, set_threads,
                                 text_argument)
 from charrnn.cli.corpus_io import cache_dir_option, load_corpus
@@ -73,6 +74,8 @@ class _Interrupt:
         self.requested = True
         self.code, self.name, again = self.SIGNALS[signum]
         what = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+        if common.QUIET:  # --quiet, or a distributed run's other ranks: rank 0 alone says it
+            return
         # os.write, not print: the signal may land inside a print to stderr, and print is not reentrant
         with contextlib.suppress(OSError):  # stderr's reader may be gone; the save must still happen
             os.write(2, f"\n{what}: finishing this step and saving ({again} to quit without saving)\n".encode())
@@ -305,8 +308,6 @@ def _prepare(engine: str, device: str, source: str):
     except EngineUnavailable as e:
         fail(str(e), 2)
     if dist is not None and dist.rank != 0:
-        from charrnn.cli import common
-
         common.QUIET = True  # errors only: the other ranks are quiet
     if dist is not None and source == "-":
         fail("a distributed run reads its corpus from a file: every rank must read it, stdin cannot be shared", 2)
