@@ -9,7 +9,7 @@
 Every case must end with exit 0, 1 or 2, no traceback, the checkpoint byte-identical; `attacks` prints a table
 (--big adds the 10 GB zip member, which takes a while to build). Peak RSS comes from /usr/bin/time -v when present.
 To see an older charrnn fail them: extract it (git archive REV | tar -x -C /tmp/old), then run with
-CHARRNN_CAMPAIGN_CODE=/tmp/old CHARRNN_CAMPAIGN_LIMIT=12G (the processes started import that code, capped; an
+CHARRNN_CAMPAIGN_CODE=/tmp/old CHARRNN_CAMPAIGN_LIMIT=12000000000 (bytes; the processes started import that code, capped; an
 address-space cap much below 8G makes OpenBLAS itself fail).
 """
 
@@ -80,10 +80,15 @@ def charrnn(*args, stdin=subprocess.DEVNULL, timeout=120):
     limit = os.environ.get("CHARRNN_CAMPAIGN_LIMIT")
     if limit:
         cmd = ["prlimit", f"--as={limit}", *cmd]
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tempfile.gettempdir(),
+                         start_new_session=True)
     try:
-        done = subprocess.run(cmd, stdin=stdin, capture_output=True, timeout=timeout, cwd=tempfile.gettempdir())
+        stdout, stderr = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        return "timeout", "", "", None
+        os.killpg(p.pid, signal.SIGKILL)  # the whole group: time and prlimit leave their child running otherwise
+        p.communicate()
+        return f"timeout ({timeout} s)", "", "", None
+    done = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
     err = done.stderr.decode(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     err = err.split("\tCommand being timed:")[0]
@@ -226,8 +231,11 @@ def campaign_attacks(big: bool) -> None:
                   ["--top-p", "nan"]):
         row("sample " + " ".join(extra), charrnn("sample", "-c", good, *extra))
     row("train -o /sys/model.npz (read-only)", charrnn("train", corpus, "-o", "/sys/model.npz", *tiny))
-    _streams(rows, corpus, good, tiny, folder)
-    _signals(rows, corpus, tiny, folder)
+    for section in (_streams, _signals):
+        try:
+            section(rows, corpus, good, tiny, folder)
+        except Exception as e:  # e.g. an older charrnn that saved nothing: say so and go on
+            rows.append((section.__name__, "-", None, None, f"could not run: {type(e).__name__}: {e}"[:150]))
     width = max(len(r[0]) for r in rows)
     print(f"{'attack':{width}}  exit  RSS MB  file kept  first line of stderr")
     for name, code, rss, same, line in rows:
@@ -267,7 +275,7 @@ def _streams(rows, corpus, good, tiny, folder) -> None:
                  f"tracebacks from charrnn: {tracebacks}; from Python's start-up (site import): {in_site}"))
 
 
-def _signals(rows, corpus, tiny, folder) -> None:
+def _signals(rows, corpus, good, tiny, folder) -> None:
     from charrnn.checkpoint import load
 
     out = os.path.join(folder, "term.npz")
@@ -287,8 +295,9 @@ def _signals(rows, corpus, tiny, folder) -> None:
     link = os.path.join(folder, "link.npz")
     os.symlink(out, link)
     code, err, _, _ = charrnn("train", corpus, "-o", link, "--resume", "--steps", str(saved + 2))
+    target = load(out).meta["step"] if os.path.exists(out) else None
     rows.append(("train -o link.npz --resume", code, None, None,
-                 f"still a link: {os.path.islink(link)}; target at step {load(out).meta['step']}"))
+                 f"still a link: {os.path.islink(link)}; target at step {target} (was {saved})"))
 
 
 def main() -> None:
