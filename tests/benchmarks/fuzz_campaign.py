@@ -91,7 +91,8 @@ def charrnn(*args, stdin=subprocess.DEVNULL, timeout=120):
     done = subprocess.CompletedProcess(cmd, p.returncode, stdout, stderr)
     err = done.stderr.decode(errors="replace")
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
-    err = err.split("\tCommand being timed:")[0]
+    err = "\n".join(x for x in err.split("\tCommand being timed:")[0].splitlines()
+                    if not x.startswith("Command exited with non-zero status"))
     return done.returncode, err, done.stdout.decode(errors="replace"), int(rss.group(1)) // 1024 if rss else None
 
 
@@ -182,11 +183,14 @@ def _attack_files(folder: str, big: bool) -> dict[str, str]:
     return files
 
 
-def campaign_attacks(big: bool) -> None:
+def campaign_attacks(big: bool, only: str) -> None:
     folder = tempfile.mkdtemp()
-    files = _attack_files(folder, big)
-    corpus = os.path.join(folder, "c4k.txt")
+    files = {k: v for k, v in _attack_files(folder, big).items() if k == "good" or re.search(only, k)}
+    corpus = os.path.join(folder, "corpus.txt")  # the corpus the checkpoints were trained on (for --resume)
     with open(corpus, "w") as f:
+        f.write(hostile.CORPUS)
+    c4k = os.path.join(folder, "c4k.txt")
+    with open(c4k, "w") as f:
         f.write(hostile.CORPUS * 10)  # ~4 kB
     tiny = ["--hidden", "8", "--embed", "4", "--layers", "1", "--seq", "8", "--steps", "3", "--seed", "1"]
     rows = []
@@ -216,6 +220,8 @@ def campaign_attacks(big: bool) -> None:
                     "eval": ["eval", corpus, "-c", path],
                     "train": ["train", corpus, "-o", path, "--resume", "--steps", "9"]}[command]
             checked(f"{name} ({command})", path, args)
+    if only != ".":
+        return _print(rows)
     fifo = os.path.join(folder, "fifo.npz")
     os.mkfifo(fifo)
     for command in (["sample", "-c", fifo], ["eval", corpus, "-c", fifo], ["info", "-c", fifo]):
@@ -224,18 +230,22 @@ def campaign_attacks(big: bool) -> None:
     for extra in (["--batch", "100000"], ["--batch", "65536"], ["--batch", str(10**9)], ["--layers", str(10**9)],
                   ["--hidden", str(10**9)], ["--layers", "64", "--hidden", "16384"], ["--dropout", "nan"],
                   ["--val-frac", "nan"], ["--clip", "nan"], ["--weight-decay", "inf"], ["--max-time", "9" * 400]):
-        row("train " + " ".join(extra)[:40], charrnn("train", corpus, "-o", out + str(len(rows)) + ".npz", *tiny,
+        row("train " + " ".join(extra)[:40], charrnn("train", c4k, "-o", out + str(len(rows)) + ".npz", *tiny,
                                                       *extra))
     good = files["good"]
     for extra in (["--beam", str(10**6)], ["--beam", "1000", "-n", "100000"], ["--temperature", "nan"],
                   ["--top-p", "nan"]):
         row("sample " + " ".join(extra), charrnn("sample", "-c", good, *extra))
-    row("train -o /sys/model.npz (read-only)", charrnn("train", corpus, "-o", "/sys/model.npz", *tiny))
+    row("train -o /sys/model.npz (read-only)", charrnn("train", c4k, "-o", "/sys/model.npz", *tiny))
     for section in (_streams, _signals):
         try:
             section(rows, corpus, good, tiny, folder)
         except Exception as e:  # e.g. an older charrnn that saved nothing: say so and go on
             rows.append((section.__name__, "-", None, None, f"could not run: {type(e).__name__}: {e}"[:150]))
+    _print(rows)
+
+
+def _print(rows) -> None:
     width = max(len(r[0]) for r in rows)
     print(f"{'attack':{width}}  exit  RSS MB  file kept  first line of stderr")
     for name, code, rss, same, line in rows:
@@ -305,6 +315,7 @@ def main() -> None:
     parser.add_argument("what", choices=["load", "cli", "attacks"])
     parser.add_argument("--examples", type=int, default=1000)
     parser.add_argument("--big", action="store_true", help="attacks: add the 10 GB member")
+    parser.add_argument("--only", default=".", help="attacks: only the hostile files whose name matches (a regex)")
     args = parser.parse_args()
     if os.environ.get("CHARRNN_CAMPAIGN_CODE"):  # the processes started run that charrnn (e.g. an older checkout)
         os.environ["PYTHONPATH"] = os.environ["CHARRNN_CAMPAIGN_CODE"]
@@ -313,7 +324,7 @@ def main() -> None:
     elif args.what == "cli":
         campaign_cli(args.examples)
     else:
-        campaign_attacks(args.big)
+        campaign_attacks(args.big, args.only)
 
 
 if __name__ == "__main__":
