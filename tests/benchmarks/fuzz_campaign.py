@@ -9,8 +9,8 @@
 Every case must end with exit 0, 1 or 2, no traceback, the checkpoint byte-identical; `attacks` prints a table
 (--big adds the 10 GB zip member, which takes a while to build). Peak RSS comes from /usr/bin/time -v when present.
 To see an older charrnn fail them: extract it (git archive REV | tar -x -C /tmp/old), then run with
-CHARRNN_CAMPAIGN_CODE=/tmp/old CHARRNN_CAMPAIGN_LIMIT=12000000000 (bytes; the processes started import that code, capped; an
-address-space cap much below 8G makes OpenBLAS itself fail).
+CHARRNN_CAMPAIGN_CODE=/tmp/old CHARRNN_CAMPAIGN_LIMIT=12000000000 (bytes; the processes started import that
+code, capped; an address-space cap much below 8 GB makes OpenBLAS itself fail).
 """
 
 from __future__ import annotations
