@@ -249,6 +249,22 @@ def test_hostile_sample_and_eval_options_exit_0_1_or_2(files, choice):
                                                *batch]))
 
 
+@settings(max_examples=30, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(corpus=st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")),
+       seq=st.sampled_from(["1", "8", "400"]), val_frac=st.sampled_from(["0", "0.1", "0.5"]))
+def test_hostile_corpora_exit_0_1_or_2(tmp_path_factory, corpus, seq, val_frac):
+    """Any bytes as a corpus (empty, one character, invalid UTF-8, lone surrogates, NUL, a byte-order mark)."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    d = tmp_path_factory.mktemp("corpus")
+    (d / "c.txt").write_bytes(corpus)
+    args = ["train", str(d / "c.txt"), "-o", str(d / "m.npz"), *TINY, "--seq", seq, "--val-frac", val_frac]
+    _no_traceback(CliRunner().invoke(app, args))
+
+
 # ------------------------------------------------------------------------------ the real CLI, subprocesses
 
 FIXED_HOSTILE = {
