@@ -33,10 +33,13 @@ MAX_THREADS = 1024
 MAX_SEED = 2**64 - 1
 
 DEFAULT_CHECKPOINT = "checkpoints/model.npz"
-DEFAULT_BATCH = 32  # streams, for training and for `charrnn eval`
+DEFAULT_BATCH = 32  # streams `charrnn eval` scores at once
 ENGINE_NAMES = ("numpy", "torch")  # who computes the training steps (charrnn/engine.py); not stored in a run
 DEFAULT_ENGINE = "numpy"
 DEFAULT_DEVICE = "cpu"  # where the torch engine computes: cpu, cuda, cuda:N, mps
+# The schedule of a new run bounded by --max-time alone when no --schedule is given: it decays over the budget. A
+# run bounded by --steps or --epochs keeps TrainConfig.schedule, so that k steps and a --resume to N equal N steps.
+BUDGET_SCHEDULE = "cosine"
 DEFAULT_STEPS = 2000  # used when none of --steps, --epochs, --max-time is given: training never runs forever
 
 
@@ -60,14 +63,18 @@ MODEL_OPTIONS = tuple(f.name for f in dataclasses.fields(ModelConfig) if f.name 
 class TrainConfig:
     """How to train. `steps`/`epochs`/`max_time` bound the run (whichever comes first); None = not set."""
 
-    batch: int = DEFAULT_BATCH
+    # batch, lr, eval_every and the schedule a time budget gets (BUDGET_SCHEDULE) are tuned for the best
+    # validation a fixed CPU budget buys (an LSTM 2x256 on tinyshakespeare in 5 minutes): more, smaller steps, a
+    # learning rate that decays to the end of the budget, little of it spent validating. See BENCHMARKS.md,
+    # "Defaults for a time budget".
+    batch: int = 16
     seq: int = 64
-    lr: float = 2e-3
+    lr: float = 3e-3
     optimizer: str = "adam"
     momentum: float = 0.0
     weight_decay: float = 0.0
     clip: float = 5.0
-    schedule: str = "constant"
+    schedule: str = "constant"  # BUDGET_SCHEDULE when --max-time alone bounds a new run (launch.plan)
     warmup: int = 0
     steps: int | None = None
     epochs: float | None = None
@@ -77,7 +84,7 @@ class TrainConfig:
     # time (the head of each of the B streams); a smaller split is scored whole. 0 = always all of it. Sized
     # so one validation of an LSTM 2x256 stays under ~10 s on the 2-core machine (BENCHMARKS.md, "Large corpora")
     val_chars: int = 250_000
-    eval_every: int = 200
+    eval_every: int = 500
     patience: int | None = None
     checkpoint_every: float | None = 600.0  # seconds between periodic saves
     seed: int | None = None

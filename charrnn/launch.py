@@ -16,7 +16,7 @@ import numpy as np
 
 from charrnn import data
 from charrnn.checkpoint import Checkpoint, CheckpointError, load
-from charrnn.config import MODEL_OPTIONS, ModelConfig, TrainConfig
+from charrnn.config import BUDGET_SCHEDULE, MODEL_OPTIONS, ModelConfig, TrainConfig
 from charrnn.corpus import Corpus
 from charrnn.train import fit_batch
 
@@ -59,6 +59,8 @@ def plan(given: dict, corpus: Corpus, out: Path, resume: bool) -> Plan:
         seed, drawn = train_given.pop("seed", None), False
         if seed is None:
             seed, drawn = int(np.random.SeedSequence().entropy % 2**32), True
+        if "schedule" not in train_given and "max_time" in train_given and not {"steps", "epochs"} & set(given):
+            train_given["schedule"] = BUDGET_SCHEDULE  # decay over the time budget
         mc = ModelConfig(**model_given, vocab_size=len(corpus.vocab))
         return Plan(mc, TrainConfig(**train_given, seed=seed), None, drawn)
     if not out.exists():

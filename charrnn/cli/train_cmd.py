@@ -17,7 +17,7 @@ from charrnn.cli import common
 from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, say, set_threads,
                                 text_argument)
 from charrnn.cli.corpus_io import cache_dir_option, load_corpus
-from charrnn.config import (CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
+from charrnn.config import (BUDGET_SCHEDULE, CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
                             DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
                             MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig,
                             TrainConfig)
@@ -218,8 +218,9 @@ def train(
                                help="Weight decay (decoupled for adam, i.e. AdamW)."),
     clip: float = _opt(TR.clip, "--clip", min=0.0, callback=_finite,
                        help="Clip the global gradient norm to this (0 = off)."),
-    schedule: Schedule = _opt(TR.schedule, "--schedule", help="Learning-rate schedule over the run: cosine "
-                              "decays to 1% of --lr; step halves it at 1/2 and again at 3/4 of the run."),
+    schedule: Schedule = _opt(f"{TR.schedule}; {BUDGET_SCHEDULE} under --max-time alone", "--schedule",
+                              help="Learning-rate schedule over the run: cosine decays to 1% of --lr; step halves "
+                                   "it at 1/2 and again at 3/4 of the run."),
     warmup: int = _opt(TR.warmup, "--warmup", min=0, callback=at_most(MAX_LENGTH),
                        help="Linear warm-up over the first N steps."),
     steps: int = _opt(None, "--steps", min=1, callback=at_most(MAX_LENGTH), help="Stop after N optimizer steps in "
