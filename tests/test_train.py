@@ -371,3 +371,18 @@ def test_fitted_batch_on_resume_is_the_batch_the_run_uses():
     for text in (TEXT, TEXT[:200], "hello world, hello there\n" * 3):
         run = make_run(text, batch=32, seq=8)
         assert fitted_batch(32, len(text), run.tc) == run.tc.batch
+
+
+@pytest.mark.parametrize("given, schedule", [
+    ({"max_time": 60.0}, "cosine"),  # a time budget alone: decay over it
+    ({"max_time": 60.0, "steps": 10}, "constant"),  # a step bound: k steps + --resume to N stay exact
+    ({"max_time": 60.0, "epochs": 1.0}, "constant"),
+    ({}, "constant"),
+    ({"max_time": 60.0, "schedule": "step"}, "step"),  # a schedule given is kept
+])
+def test_a_new_run_bounded_by_time_alone_decays_over_it(tmp_path, given, schedule):
+    from charrnn.corpus import Corpus
+    from charrnn.launch import plan
+
+    p = plan(dict(given, seed=1), Corpus.from_text("abc" * 50), tmp_path / "m.npz", resume=False)
+    assert p.tc.schedule == schedule
