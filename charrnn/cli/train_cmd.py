@@ -17,8 +17,8 @@ from charrnn.cli import common
 from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, say, set_threads,
                                 text_argument)
 from charrnn.cli.corpus_io import cache_dir_option, load_corpus
-from charrnn.config import (BUDGET_SCHEDULE, CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE, DEFAULT_STEPS,
-                            DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
+from charrnn.config import (BUDGET_SCHEDULE, CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE,
+                            DEFAULT_STEPS, DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
                             MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig,
                             TrainConfig)
 

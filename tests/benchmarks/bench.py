@@ -40,7 +40,8 @@ THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BL
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="Workloads: lstm, gru, rnn = train H 256, 2 layers, embed 64, B 32, T 64 (lstm16: B 16), "
+                                 epilog="Workloads: lstm, gru, rnn = train H 256, 2 layers, embed 64, B 32, T 64 "
+                                        "(lstm16: B 16), "
                                         "Adam, clip 5; default = the CLI's default config (config.ModelConfig() "
                                         "and TrainConfig()); sample = batch-1 sampling, LSTM H 256, 2 layers.")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="UTF-8 text to train on (default: %(default)s)")
