@@ -25,9 +25,10 @@ BEAM_HELP = (
     "Beam search of width W (leave it out to sample): the most likely continuation it finds, by total "
     "log-probability under the model's raw probabilities; deterministic, printed when the search ends. "
     "--temperature, --top-k, --top-p and --seed do not apply to it (a note on stderr says so when they are "
-    "given). With --stop, a beam that has generated STR is finished and set aside, and the result is the highest total log-probability among the "
-    "finished and the full-length beams, so a short finished text can win; the search ends early once no "
-    "unfinished beam can beat the best finished one (log-probabilities only decrease)."
+    "given). With --stop, a beam that has generated STR is finished and set aside, and the result is the "
+    "highest total log-probability among the finished and the full-length beams, so a short finished text can "
+    "win; the search ends early once no unfinished beam can beat the best finished one (log-probabilities only "
+    "decrease)."
 )
 
 

@@ -18,9 +18,9 @@ from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout
                                 text_argument)
 from charrnn.cli.corpus_io import cache_dir_option, load_corpus
 from charrnn.config import (BUDGET_SCHEDULE, CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE,
-                            DEFAULT_STEPS, DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS, MAX_LENGTH,
-                            MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES, ModelConfig,
-                            TrainConfig)
+                            DEFAULT_STEPS, DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS,
+                            MAX_LENGTH, MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES,
+                            ModelConfig, TrainConfig)
 
 Cell = Enum("Cell", {n: n for n in CELL_NAMES}, type=str)
 Optimizer = Enum("Optimizer", {n: n for n in OPTIMIZER_NAMES}, type=str)
