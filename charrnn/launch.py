@@ -16,7 +16,7 @@ import numpy as np
 
 from charrnn import data
 from charrnn.checkpoint import Checkpoint, CheckpointError, load
-from charrnn.config import BUDGET_SCHEDULE, MODEL_OPTIONS, ModelConfig, TrainConfig
+from charrnn.config import BUDGET_SCHEDULE, MAX_PARAMS, MODEL_OPTIONS, ModelConfig, TrainConfig, param_count
 from charrnn.corpus import Corpus
 from charrnn.train import fit_batch
 
@@ -62,6 +62,9 @@ def plan(given: dict, corpus: Corpus, out: Path, resume: bool) -> Plan:
         if "schedule" not in train_given and "max_time" in train_given and not {"steps", "epochs"} & set(given):
             train_given["schedule"] = BUDGET_SCHEDULE  # decay over the time budget
         mc = ModelConfig(**model_given, vocab_size=len(corpus.vocab))
+        if param_count(mc) > MAX_PARAMS:
+            raise LaunchError(f"a model of {param_count(mc):,} parameters is more than the {MAX_PARAMS:,} charrnn "
+                              f"allows; give a smaller --hidden, --layers or --embed")
         return Plan(mc, TrainConfig(**train_given, seed=seed), None, drawn)
     if not out.exists():
         raise LaunchError(f"nothing to resume: {out} does not exist (drop --resume to start a new run)")

@@ -284,11 +284,6 @@ def train(
         notice = validation_notice(launch.tc, len(corpus))
     except LaunchError as e:
         fail(str(e))
-    from charrnn.config import MAX_PARAMS, param_count
-
-    if param_count(launch.mc) > MAX_PARAMS:
-        fail(f"a model of {param_count(launch.mc):,} parameters is more than the {MAX_PARAMS:,} charrnn allows; "
-             f"give a smaller --hidden, --layers or --embed")
     if launch.seed_drawn:
         if dist is not None:  # every rank must follow rank 0's seed
             seed = dist.broadcast(launch.tc.seed)
