@@ -23,7 +23,7 @@ from charrnn.checkpoint.record import BAD_FILE_HINT, TRAIN_HINT, CheckpointError
 
 NPY_HEADER_MAX = 4096  # bytes of .npy magic + header accepted (np.save writes 128)
 MAX_MEMBERS = 4096  # a model within the maxima has fewer than 2,000 arrays, its training state included
-INFLATE_RATIO = 16
+INFLATE_RATIO = 4  # "a few times the file": charrnn writes members uncompressed (ratio ~1)
 INFLATE_SLACK = 2**22
 JSON_MAX_DEPTH = 32
 
