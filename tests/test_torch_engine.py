@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from charrnn import checkpoint, data, model
+from charrnn.checkpoint.lock import Locked, OutLock
 from charrnn.cli import app
 from charrnn.config import ModelConfig, TrainConfig
 from charrnn.corpus import Corpus
@@ -236,6 +237,8 @@ def test_ddp_on_two_gloo_ranks_equals_one_process_and_sigterm_stops_every_rank_w
                 break
         else:
             raise AssertionError("".join(seen))
+        with pytest.raises(Locked):  # the job holds the lock on its --out (rank 0 for all)
+            OutLock(two).acquire()
         p.send_signal(signal.SIGTERM)
         stdout, err = p.communicate(timeout=120)
     finally:

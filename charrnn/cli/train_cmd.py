@@ -104,6 +104,35 @@ def _check_writable(out: Path) -> None:
         fail(f"{e}; choose another --out")
 
 
+def _lock(ctx: typer.Context, out: Path, force: bool, resume: bool, dist) -> None:
+    """Hold the lock on --out until the command ends (rank 0 for a distributed job): another run holding it is one
+    line naming its pid, exit 1, with nothing touched. --out is checked again under the lock, as a run that held
+    it may have saved there since."""
+    from charrnn.checkpoint.lock import Locked, OutLock
+    from charrnn.launch import LaunchError, check_out
+
+    lock, problem = OutLock(out), None
+    if dist is None or dist.rank == 0:
+        try:
+            ctx.call_on_close(lock.acquire().release)
+            check_out(out, force, resume)
+        except Locked as e:
+            problem = f"{e}; wait for it to end, or choose another --out"
+        except LaunchError as e:
+            problem = str(e)
+        except OSError as e:
+            problem = f"cannot lock {out}: {e.strerror or e} ({lock.path}); choose another --out"
+    if dist is not None:
+        problem = dist.broadcast(problem)  # every rank stops when rank 0 cannot have the lock
+    if problem:
+        if dist is not None and dist.rank != 0:
+            raise typer.Exit(1)  # rank 0 says why
+        fail(problem)
+    if not lock.supported:
+        say(f"charrnn: warning: the filesystem of {out} cannot lock files, so a second run into it would not be "
+            f"refused")
+
+
 def _start(plan, corpus, engine: str, device: str, dist):
     """The Run for a launch plan; a run that cannot start is one line, exit 1."""
     from charrnn.engine import EngineUnavailable
@@ -194,6 +223,7 @@ def _summary(run, out: Path, first: int, last, interrupted_by: str | None) -> No
 
 @app.command()
 def train(
+    ctx: typer.Context,
     corpus: str = text_argument("UTF-8 text to learn from: a path, or - for stdin."),
     out: str = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
                              "are created. An existing file is never overwritten without --resume or --force."),
@@ -256,7 +286,7 @@ def train(
 ) -> None:
     """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
-             if v is not None and k not in ("corpus", "out", "force", "resume", "threads", "engine", "device",
+             if v is not None and k not in ("ctx", "corpus", "out", "force", "resume", "threads", "engine", "device",
                                             "cache_dir")}
     out = Path(out)
     for name in ("max_time", "checkpoint_every"):
@@ -274,6 +304,7 @@ def train(
         fail(str(e))
     _check_writable(out)  # (imports numpy: after set_threads)
     dist = _prepare(engine.value, device, corpus)
+    _lock(ctx, out, force, resume, dist)
     source = corpus
     with dist.main_first() if dist is not None else contextlib.nullcontext():  # the corpus is prepared once
         corpus = load_corpus(source, cache_dir)
