@@ -161,7 +161,7 @@ def test_describe(tmp_path):
     assert info == {
         "format_version": FORMAT_VERSION, "cell": "gru", "embed": 3, "hidden": 4, "layers": 2, "dropout": 0.1,
         "parameters": sum(int(np.prod(s)) for s in config.param_shapes(ckpt.model_config).values()),
-        "vocab_size": 5, "dtype": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25, "val_chars": None,
+        "vocab_size": 5, "dtype": "float32", "storage": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25, "val_chars": None,
         "history": [{"step": 0, "loss": 1.6, "val_loss": 1.7}, {"step": 5, "loss": 1.3, "val_loss": 1.25}],
     }
     json.dumps(info, allow_nan=False)
@@ -218,7 +218,7 @@ DAMAGES = {
               r"'rnn.weight_ih_l0' has shape \(12, 3\), expected \(16, 3\)"),
     "int_params": (lambda d: d.update({k: np.zeros(v.shape, np.int32) for k, v in d.items()
                                        if k in config.param_shapes(make_ckpt().model_config)}),
-                   "must be float32 or float64, found int32"),
+                   "must be float16, float32 or float64 in format version 2, found int32"),
     "mixed_dtypes": (lambda d: d.update({"decoder.bias": d["decoder.bias"].astype(np.float32)}),
                      "'decoder.bias' is float32 but 'embedding.weight' is float64"),
     "nan": (lambda d: d["decoder.weight"].__setitem__((0, 0), np.nan), "'decoder.weight' holds NaN"),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from charrnn import config, data
+from charrnn import checkpoint, config, data
 from charrnn.checkpoint import load
 from charrnn.cli import app
 from charrnn.train import evaluate
@@ -192,7 +192,7 @@ def test_info_json_describes_the_checkpoint(ckpt):
     c = load(ckpt)
     mc = config.ModelConfig(cell="lstm", vocab_size=len(c.vocab), embed=4, hidden=8, layers=2)
     assert {k: got[k] for k in ("format_version", "cell", "embed", "hidden", "layers", "vocab_size", "dtype")} == {
-        "format_version": 1, "cell": "lstm", "embed": 4, "hidden": 8, "layers": 2, "vocab_size": len(set(TEXT)),
+        "format_version": checkpoint.FORMAT_VERSION, "cell": "lstm", "embed": 4, "hidden": 8, "layers": 2, "vocab_size": len(set(TEXT)),
         "dtype": "float32"}
     assert got["parameters"] == sum(math.prod(s) for s in config.param_shapes(mc).values())
     assert (got["steps"], got["seed"]) == (25, 5)

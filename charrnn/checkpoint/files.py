@@ -139,7 +139,7 @@ def save(path, ckpt: Checkpoint) -> None:
     existing checkpoint at `path` is left untouched.
     """
     path = os.fspath(path)
-    problem = _first_problem(ckpt)
+    problem = _first_problem(ckpt, FORMAT_VERSION)
     if problem:
         raise CheckpointError(f"refusing to write {path}: {problem}")
     try:
@@ -264,11 +264,13 @@ def load(path) -> Checkpoint:
         meta=meta,
         version=version,
     )
-    problem = _first_problem(ckpt)
+    problem = _first_problem(ckpt, version)
     if problem:
         raise invalid(path, problem)
     order = list(config.param_shapes(ckpt.model_config))
-    ckpt.params = {k: ckpt.params[k] for k in order}
+    ckpt.storage = ckpt.params[order[0]].dtype.name
+    compute = np.float32 if ckpt.storage == "float16" else None  # float16 is storage only: upcast (exact)
+    ckpt.params = {k: ckpt.params[k] if compute is None else ckpt.params[k].astype(compute) for k in order}
     return ckpt
 
 
@@ -286,6 +288,7 @@ def describe(ckpt: Checkpoint) -> dict:
         "parameters": int(sum(p.size for p in ckpt.params.values())),
         "vocab_size": int(len(ckpt.vocab)),
         "dtype": str(next(iter(ckpt.params.values())).dtype),
+        "storage": ckpt.storage or str(next(iter(ckpt.params.values())).dtype),  # how the file stores the weights
         "steps": meta.get("step"),
         "seed": meta.get("seed", ckpt.train_config.seed),
         "best_val_loss": best if isinstance(best, (int, float)) and math.isfinite(best) else None,

@@ -11,7 +11,10 @@ from charrnn import config
 from charrnn.checkpoint.fields import config_problem, meta_problem, show
 from charrnn.config import ModelConfig, TrainConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the weights may be stored as float16 (version 1: float32 or float64 only)
+# How the weights (every parameter, one dtype for all) may be stored, per format version. Computation never runs in
+# float16: load() upcasts such weights to float32 (exactly), and `Checkpoint.storage` says how they were stored.
+WEIGHT_DTYPES = {1: ("float32", "float64"), 2: ("float16", "float32", "float64")}
 RESUME_PREFIX = "resume/"
 TEXT_KEYS = ("model_config", "train_config", "meta")
 RESERVED = ("format_version", *TEXT_KEYS, "vocab")
@@ -38,6 +41,7 @@ class Checkpoint:
     resume: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     version: int = FORMAT_VERSION
+    storage: str = ""  # the dtype the file stored the weights in (set by load; "" for one not read from a file)
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -60,8 +64,9 @@ def _vocab_problem(vocab, vocab_size: int) -> str | None:
     return None
 
 
-def _param_problem(params, mc: ModelConfig) -> str | None:
-    """The first thing wrong with the parameters: exactly config.param_shapes(mc), one float dtype, all finite."""
+def _param_problem(params, mc: ModelConfig, version: int) -> str | None:
+    """The first thing wrong with the parameters: exactly config.param_shapes(mc), one float dtype that format
+    `version` stores (WEIGHT_DTYPES), all finite."""
     if not isinstance(params, dict):
         return "params must be a dict of arrays"
     expected = config.param_shapes(mc)
@@ -75,9 +80,10 @@ def _param_problem(params, mc: ModelConfig) -> str | None:
     extra = [name for name in params if name not in expected]
     if extra:
         return f"unexpected parameter {extra[0]!r} for {sizes}"
-    dtype = params["embedding.weight"].dtype
-    if dtype not in (np.float32, np.float64):
-        return f"parameters must be float32 or float64, found {dtype}"
+    dtype, allowed = params["embedding.weight"].dtype, WEIGHT_DTYPES.get(version, ())
+    if dtype.name not in allowed:
+        names = f"{', '.join(allowed[:-1])} or {allowed[-1]}" if allowed else "(none)"
+        return f"parameters must be {names} in format version {version}, found {dtype}"
     for name, p in params.items():
         if p.dtype != dtype:
             return f"parameter {name!r} is {p.dtype} but 'embedding.weight' is {dtype}; all must share one dtype"
@@ -133,13 +139,14 @@ def _state_problem(resume, mc: ModelConfig, tc: TrainConfig) -> str | None:
     return None
 
 
-def _first_problem(ckpt: Checkpoint) -> str | None:
-    """The first thing wrong with `ckpt`, or None: the same checks guard save and load."""
+def _first_problem(ckpt: Checkpoint, version: int) -> str | None:
+    """The first thing wrong with `ckpt` as a file of format `version`, or None: the same checks guard save and
+    load."""
     mc, tc = ckpt.model_config, ckpt.train_config
     return (
         config_problem(mc, tc)
         or _vocab_problem(ckpt.vocab, mc.vocab_size)
-        or _param_problem(ckpt.params, mc)
+        or _param_problem(ckpt.params, mc, version)
         or _state_problem(ckpt.resume, mc, tc)
         or meta_problem(ckpt.meta, tc)
     )

@@ -55,7 +55,8 @@ def _facts(path: str, s: dict):
         best += f" at step {s['best_step']:,}"
     rows = [("checkpoint", path), ("format version", str(s["format_version"])),
             ("model", f"{s['cell']}, {s['layers']} x {s['hidden']}, embedding {s['embed']}, dropout {s['dropout']:g}"),
-            ("parameters", f"{s['parameters']:,}"), ("vocab size", str(s["vocab_size"])), ("dtype", s["dtype"]),
+            ("parameters", f"{s['parameters']:,}"), ("vocab size", str(s["vocab_size"])),
+            ("dtype", s["dtype"] if s["storage"] == s["dtype"] else f"{s['dtype']} (stored as {s['storage']})"),
             ("steps", "-" if s["steps"] is None else f"{s['steps']:,}"),
             ("training time", "-" if s["elapsed"] is None else duration(s["elapsed"])),
             ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best),
