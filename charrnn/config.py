@@ -31,6 +31,10 @@ MAX_BEAM_CHARS = 2**26  # beam width x length: the live beams' histories stay be
 MAX_LENGTH = 2**40  # sample --length, --num-samples, train --steps, --warmup, --eval-every, --patience
 MAX_THREADS = 1024
 MAX_SEED = 2**64 - 1
+# charrnn inspect: the first INSPECT_CHARS characters by default; --chars at most MAX_INSPECT_CHARS (one stream at
+# batch 1: about ten times the default's time, and its --html page stays within its byte budget)
+INSPECT_CHARS = 20_000
+MAX_INSPECT_CHARS = 200_000
 
 DEFAULT_CHECKPOINT = "checkpoints/model.npz"
 DEFAULT_BATCH = 32  # streams `charrnn eval` scores at once

@@ -34,9 +34,9 @@ from typing import Callable, NamedTuple
 
 from charrnn.cells.common import FUSED, init_params
 from charrnn.config import GATES
-from charrnn.cells.gru import gru_backward, gru_forward, gru_fuse
-from charrnn.cells.lstm import lstm_backward, lstm_forward, lstm_fuse
-from charrnn.cells.rnn import rnn_backward, rnn_forward
+from charrnn.cells.gru import gru_activations, gru_backward, gru_forward, gru_fuse
+from charrnn.cells.lstm import lstm_activations, lstm_backward, lstm_forward, lstm_fuse
+from charrnn.cells.rnn import rnn_activations, rnn_backward, rnn_forward
 
 __all__ = ["CELLS", "Cell", "FUSED", "init_params", "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward",
            "gru_forward", "gru_backward"]
@@ -48,10 +48,11 @@ class Cell(NamedTuple):
     forward: Callable
     backward: Callable
     fuse: Callable | None = None  # (W_ih, W_hh) -> the FUSED weight its T = 1 step takes, if it has one
+    activations: Callable | None = None  # forward cache -> {"h", ("c",) gates...: (T,N,H)}, for charrnn inspect
 
 
 CELLS = {  # in config.CELL_NAMES order; a test checks that the two agree
-    "rnn": Cell(GATES["rnn"], 1, rnn_forward, rnn_backward),
-    "lstm": Cell(GATES["lstm"], 2, lstm_forward, lstm_backward, lstm_fuse),
-    "gru": Cell(GATES["gru"], 1, gru_forward, gru_backward, gru_fuse),
+    "rnn": Cell(GATES["rnn"], 1, rnn_forward, rnn_backward, activations=rnn_activations),
+    "lstm": Cell(GATES["lstm"], 2, lstm_forward, lstm_backward, lstm_fuse, lstm_activations),
+    "gru": Cell(GATES["gru"], 1, gru_forward, gru_backward, gru_fuse, gru_activations),
 }

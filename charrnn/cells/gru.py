@@ -84,6 +84,17 @@ def _gru_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple, 
     return hs[1:], (hs[T],), GRUCache(x, hs, hsT, gates, ghn, p["weight_ih"], p["weight_hh"])
 
 
+def gru_activations(cache: GRUCache) -> dict[str, np.ndarray]:
+    """What a forward computed, from its cache: {"h", "r", "z", "n": (T,N,H) time-major views}, each at every step
+    after its input (h_1 .. h_T, the gates after their nonlinearities). For `charrnn inspect` (see
+    lstm_activations)."""
+    H = cache.hs.shape[2]
+    gates = cache.gates.transpose(0, 2, 1)  # (T,N,3H)
+    acts = {"h": cache.hs[1:]}
+    acts.update({name: gates[:, :, k * H : (k + 1) * H] for k, name in enumerate("rzn")})
+    return acts
+
+
 def gru_backward(dhs: np.ndarray, cache: GRUCache) -> tuple[np.ndarray, tuple, dict]:
     """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names.
 

@@ -86,6 +86,17 @@ def _lstm_loop(x: np.ndarray, state: tuple, p: dict) -> tuple[np.ndarray, tuple,
     return hs[1:], (hs[T], np.ascontiguousarray(cs[T].T)), cache
 
 
+def lstm_activations(cache: LSTMCache) -> dict[str, np.ndarray]:
+    """What a forward computed, from its cache: {"h", "c", "i", "f", "g", "o": (T,N,H) time-major views}, each at
+    every step after its input (h_1 .. h_T, c_1 .. c_T, the gates after their nonlinearities). For
+    `charrnn inspect`; the one place outside this module that needs to know the cache's layout asks here."""
+    H = cache.cs.shape[1]
+    gates = cache.gates.transpose(0, 2, 1)  # (T,N,4H)
+    acts = {"h": cache.hs[1:], "c": cache.cs[1:].transpose(0, 2, 1)}
+    acts.update({name: gates[:, :, k * H : (k + 1) * H] for k, name in enumerate("ifgo")})
+    return acts
+
+
 def lstm_backward(dhs: np.ndarray, cache: LSTMCache) -> tuple[np.ndarray, tuple, dict]:
     """dhs (T,N,H) -> dx (T,N,D), (dh0, dc0), grads under the parameter names.
 

@@ -48,6 +48,12 @@ def rnn_forward(x: np.ndarray, state: tuple, p: dict, need_cache: bool = True) -
     return hs[1:], (hs[T],), RNNCache(x, hs, p["weight_ih"], p["weight_hh"]) if need_cache else None
 
 
+def rnn_activations(cache: RNNCache) -> dict[str, np.ndarray]:
+    """What a forward computed, from its cache: {"h": (T,N,H)} h_1 .. h_T. For `charrnn inspect` (see
+    lstm_activations)."""
+    return {"h": cache.hs[1:]}
+
+
 def rnn_backward(dhs: np.ndarray, cache: RNNCache) -> tuple[np.ndarray, tuple, dict]:
     """dhs (T,N,H) -> dx (T,N,D), (dh0,), grads under the parameter names.
 

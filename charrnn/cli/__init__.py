@@ -1,4 +1,4 @@
-"""The `charrnn` command: train, sample, eval, info. The only package that imports typer, rich or tqdm."""
+"""The `charrnn` command: train, sample, eval, inspect, info. The only package that imports typer, rich or tqdm."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 import typer
 
 from charrnn import __version__
-from charrnn.cli import eval_cmd, info_cmd, sample_cmd, train_cmd  # noqa: F401  (each registers its command)
+from charrnn.cli import eval_cmd, info_cmd, inspect_cmd, sample_cmd, train_cmd  # noqa: F401  (each registers it)
 from charrnn.cli.common import app, quiet_stdout, say
 
 

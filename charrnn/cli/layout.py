@@ -17,7 +17,7 @@ from typer import _click as click
 from typer._types import TyperChoice
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-WORKFLOW = ("train", "sample", "eval", "info")  # the order commands are listed in
+WORKFLOW = ("train", "sample", "eval", "inspect", "info")  # the order commands are listed in
 
 MODEL, TRAINING, BOUNDS, VALIDATION, OUTPUT, COMPUTE = (
     "Model", "Training", "Run length", "Validation", "Output and checkpoints", "Compute")
@@ -41,6 +41,10 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
     "eval": {
         "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "batch": SCORING,
         "as_json": PRINTED, "show": PRINTED, "show_chars": PRINTED,
+    },
+    "inspect": {
+        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "chars": TEXT,
+        "top": PRINTED, "as_json": PRINTED, "unit": PRINTED, "html": PRINTED,
     },
 }
 METAVARS = {  # option -> metavar, where the option does not name its own

@@ -44,11 +44,12 @@ def _line(x0: int, y0: int, x1: int, y1: int):
 
 
 def plot(series: list[Series], width: int, height: int = 10, mark: tuple[float, float, str, str] | None = None,
-         y_format: str = "{:.2f}", x_format: str = "{:,.0f}"):
+         y_format: str = "{:.2f}", x_format: str = "{:,.0f}", x_range=None, y_range=None):
     """The series drawn in `width` x `height` cells (labels included) -> a rich Text of height + 2 lines.
 
     `mark` is (x, y, glyph, style): one point drawn over the lines. The y axis spans the data (every series),
-    the x axis from the smallest to the largest x; its first and last values are written under it.
+    the x axis from the smallest to the largest x; its first and last values are written under it. A given
+    x_range or y_range (lo, hi) fixes an axis instead (a scatter of fractions: (0, 1)).
     """
     from rich.text import Text
 
@@ -56,7 +57,8 @@ def plot(series: list[Series], width: int, height: int = 10, mark: tuple[float, 
     if not points:
         return Text("(nothing to plot)")
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+    x_lo, x_hi = x_range or (min(xs), max(xs))
+    y_lo, y_hi = y_range or (min(ys), max(ys))
     if y_hi - y_lo < 1e-12:
         y_lo, y_hi = y_lo - 0.5, y_hi + 0.5
     labels = {row: y_format.format(v) for row, v in _ticks(y_lo, y_hi, height).items()}

@@ -33,14 +33,16 @@ def _visible(ch: str) -> str:
     return chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\N{REPLACEMENT CHARACTER}"
 
 
-def coloured(text: str, bits) -> "Text":  # noqa: F821 (rich.text.Text, imported lazily)
-    """A rich Text of `text`, each run of characters in the same surprisal band styled with that band."""
+def coloured(text: str, bits, style_of=None) -> "Text":  # noqa: F821 (rich.text.Text, imported lazily)
+    """A rich Text of `text`, each run of characters in the same surprisal band styled with that band (or with
+    `style_of(value)` for other values, as `inspect --unit` colours a unit's activations)."""
     from rich.text import Text
 
+    style_of = style_of or _style
     out = Text(no_wrap=True)
     run, run_style = [], None
     for ch, b in zip(text, bits):
-        style = _style(float(b))
+        style = style_of(float(b))
         if style != run_style and run:
             out.append("".join(run), style=run_style)
             run = []
