@@ -235,7 +235,7 @@ def test_quiet_silences_the_bundled_model_notice(tmp_path, monkeypatch, ckpt):
 
 
 def test_every_command_has_quiet_and_the_app_has_completion():
-    for command in ("train", "sample", "eval", "info"):
+    for command in ("train", "sample", "eval", "inspect", "info"):
         assert "--quiet" in cli(command, "--help").stdout
     top = cli("--help").stdout
     assert "--install-completion" in top and "--show-completion" in top
@@ -257,7 +257,7 @@ def test_bare_charrnn_prints_the_help_and_exits_0():
     result = cli()
     assert result.exit_code == 0 and "Usage" in result.stdout
     listed = re.findall(r"^│ (\w+) ", result.stdout.split("Commands")[1], flags=re.M)
-    assert listed == ["train", "sample", "eval", "info"]
+    assert listed == ["train", "sample", "eval", "inspect", "info"]
 
 
 def test_help_shows_real_defaults_metavars_and_panels():
