@@ -1,7 +1,8 @@
 """What one `charrnn train` invocation trains: the resume policy.
 
 From the options given (a dict of the config fields the user set), the corpus and the checkpoint path: a new run
-(ModelConfig and TrainConfig from the options and the defaults, a seed drawn when none was given) or the run stored
+(ModelConfig and TrainConfig from the options and the defaults, a seed drawn when none was given; with --init-from,
+the model and its first weights from another checkpoint, charrnn/finetune.py) or the run stored
 in --out, continued (options not given come from the checkpoint; a given option that would break the run is a
 conflict). Problems are `LaunchError`s with a one-line message, which the CLI shows as they are (exit 1).
 """
@@ -14,16 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from charrnn import data
+from charrnn import data, finetune
 from charrnn.checkpoint import Checkpoint, CheckpointError, load
 from charrnn.config import BUDGET_SCHEDULE, MAX_PARAMS, MODEL_OPTIONS, ModelConfig, TrainConfig, param_count
 from charrnn.corpus import Corpus
+from charrnn.finetune import Init
 from charrnn.train import fit_batch
 
 # Options that cannot change on --resume without breaking the run; the rest (lr, bounds, ...) may. (val_chars:
 # best-checkpoint selection compares validation losses, so every validation of a run scores the same characters.)
 FIXED_ON_RESUME = ("batch", "seq", "val_frac", "val_chars", "dtype", "optimizer", "momentum", "weight_decay",
                    "seed")
+
+
+INIT_AND_RESUME = ("--init-from starts a new run from another checkpoint's weights and --resume continues the run "
+                   "in --out with its own; give only one of them")
 
 
 class LaunchError(ValueError):
@@ -36,12 +42,16 @@ class Plan:
     tc: TrainConfig
     resume: Checkpoint | None  # the run to continue, or None for a new one
     seed_drawn: bool = False  # no --seed was given: tc.seed was drawn here (the CLI says which)
+    init: Init | None = None  # a new run's start from another checkpoint's weights (--init-from), or None
 
 
-def check_out(out: Path, force: bool, resume: bool) -> None:
-    """--out must be a file path, and an existing file is never overwritten unless --resume or --force says so."""
+def check_out(out: Path, force: bool, resume: bool, init_from: str | None = None) -> None:
+    """--out must be a file path, and an existing file is never overwritten unless --resume or --force says so;
+    --resume continues a run, so it takes neither --force nor --init-from."""
     if force and resume:
         raise LaunchError("--force starts a new run and --resume continues one; give only one of them")
+    if init_from is not None and resume:
+        raise LaunchError(INIT_AND_RESUME)
     if out.is_dir():
         raise LaunchError(f"--out {out} is a directory; give a file path such as {out / 'model.npz'}")
     if out.exists() and not out.is_file():
@@ -51,21 +61,31 @@ def check_out(out: Path, force: bool, resume: bool) -> None:
                           f"--force to start a new one over it")
 
 
-def plan(given: dict, corpus: Corpus, out: Path, resume: bool) -> Plan:
-    """The run to train: a new one from `given`, or (resume) the one in `out` with `given` merged in."""
+def plan(given: dict, corpus: Corpus, out: Path, resume: bool, init_from: str | None = None) -> Plan:
+    """The run to train: a new one from `given` (its weights from the checkpoint `init_from` names, when given:
+    see charrnn/finetune.py), or (resume) the one in `out` with `given` merged in."""
     model_given = {k: v for k, v in given.items() if k in MODEL_OPTIONS}
     train_given = {k: v for k, v in given.items() if k not in MODEL_OPTIONS}
+    if resume and init_from is not None:
+        raise LaunchError(INIT_AND_RESUME)
     if not resume:
         seed, drawn = train_given.pop("seed", None), False
         if seed is None:
             seed, drawn = int(np.random.SeedSequence().entropy % 2**32), True
         if "schedule" not in train_given and "max_time" in train_given and not {"steps", "epochs"} & set(given):
             train_given["schedule"] = BUDGET_SCHEDULE  # decay over the time budget
+        tc, init = TrainConfig(**train_given, seed=seed), None
         mc = ModelConfig(**model_given, vocab_size=len(corpus.vocab))
+        if init_from is not None:
+            try:
+                init = finetune.start(init_from, model_given, corpus.vocab, tc.dtype)
+            except finetune.InitError as e:
+                raise LaunchError(str(e)) from e
+            mc = init.mc
         if param_count(mc) > MAX_PARAMS:
             raise LaunchError(f"a model of {param_count(mc):,} parameters is more than the {MAX_PARAMS:,} charrnn "
                               f"allows; give a smaller --hidden, --layers or --embed")
-        return Plan(mc, TrainConfig(**train_given, seed=seed), None, drawn)
+        return Plan(mc, tc, None, drawn, init)
     if not out.exists():
         raise LaunchError(f"nothing to resume: {out} does not exist (drop --resume to start a new run)")
     try:

@@ -22,8 +22,9 @@ import numpy as np
 from charrnn import data, model
 from charrnn.checkpoint import Checkpoint
 from charrnn.config import DEFAULT_BATCH, DEFAULT_STEPS, ModelConfig, TrainConfig
-from charrnn.corpus import Corpus
+from charrnn.corpus import Corpus, to_vocab
 from charrnn.engine import make_engine
+from charrnn.finetune import Init
 from charrnn.optim import learning_rate
 
 
@@ -116,6 +117,17 @@ def fit_batch(n_chars: int, batch: int, seq: int) -> int:
     return int(candidates[covered >= 0.95 * int(covered.max())].max())
 
 
+def _lut(corpus: Corpus, vocab: np.ndarray) -> np.ndarray | None:
+    """How the corpus's ids map to the model's vocabulary (V_corpus,), or None when the two are the same; the
+    model's must hold every character of the corpus (ValueError otherwise)."""
+    if np.array_equal(vocab, corpus.vocab):
+        return None
+    lut, missing, _ = to_vocab(corpus, vocab)
+    if missing:
+        raise ValueError(f"the model's vocabulary lacks {len(missing)} character(s) of the corpus")
+    return lut.astype(data.id_dtype(len(vocab)))
+
+
 @dataclass(frozen=True)
 class Step:
     step: int  # optimizer steps in all, counting those before a resume
@@ -150,6 +162,7 @@ class RunState:
     corpus_sha256: str = ""
     corpus_chars: int = 0
     val_chars: int | None = None  # characters the last validation scored (TrainConfig.val_chars bounds it)
+    init_from: dict | None = None  # the checkpoint a fine-tuned run started from (finetune.Init.origin)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -178,7 +191,9 @@ class Run:
     """
 
     def __init__(self, mc: ModelConfig, tc: TrainConfig, corpus: Corpus, resume: Checkpoint | None = None,
-                 engine: str = "numpy", device: str = "cpu", dist=None):
+                 engine: str = "numpy", device: str = "cpu", dist=None, init: Init | None = None):
+        """`init` (finetune.Init, a new run only): the first weights and the vocabulary, else drawn from the seed
+        and the corpus's. A vocabulary other than the corpus's (a fine-tuned run's) is reached through a lut."""
         self.corpus = corpus
         train_ids, self.val_ids = data.split(corpus.ids, tc.val_frac)
         self.tc = tc = replace(tc, batch=fit_batch(len(train_ids), tc.batch, tc.seq))
@@ -187,15 +202,16 @@ class Run:
         self.per_epoch = data.batches_per_epoch(self.train, tc.seq)
         self.total_steps = self._total_steps()
         self.rng = np.random.default_rng(tc.seed)
-        self.engine = make_engine(engine, mc, tc, model.init_params(mc, self.rng, self.dtype), device, dist)
+        self.vocab = resume.vocab if resume is not None else init.vocab if init is not None else corpus.vocab
+        self.lut = _lut(corpus, self.vocab)  # (V_corpus,) corpus id -> model id, or None when they are the same
+        params = ({k: v.astype(self.dtype) for k, v in init.params.items()} if init is not None and resume is None
+                  else model.init_params(mc, self.rng, self.dtype))
+        self.engine = make_engine(engine, mc, tc, params, device, dist)
         self.best: dict | None = None  # best-validation weights
-        self.meta = RunState(seed=tc.seed, corpus_sha256=corpus.sha256, corpus_chars=int(len(corpus)))
+        self.meta = RunState(seed=tc.seed, corpus_sha256=corpus.sha256, corpus_chars=int(len(corpus)),
+                             init_from=init.origin if init is not None else None)
         if resume is not None:
             self._restore(resume)
-
-    @property
-    def vocab(self) -> np.ndarray:
-        return self.corpus.vocab
 
     @property
     def params(self) -> dict[str, np.ndarray]:
@@ -311,7 +327,7 @@ class Run:
     def validate(self) -> float:
         """Validation loss (nats/char) of the latest weights; tracks the best weights and patience."""
         params, meta = self.engine.weights(), self.meta
-        result = evaluate(params, self.mc, self.val_ids, self.tc.batch, max_chars=self.tc.val_chars,
+        result = evaluate(params, self.mc, self.val_ids, self.tc.batch, max_chars=self.tc.val_chars, lut=self.lut,
                           score=self.engine.scorer())
         loss, meta.val_chars = result.nats_per_char, result.chars
         if not math.isfinite(loss) or loss > LOSS_CEILING:  # caught before the save that follows validation
@@ -365,6 +381,8 @@ class Run:
             return
         while True:
             x, y = data.get_batch(self.train, meta.cursor, tc.seq)
+            if self.lut is not None:  # a fine-tuned run's vocabulary holds more than the corpus's
+                x, y = self.lut[x], self.lut[y]
             lr = learning_rate(tc.lr, tc.schedule, self._progress(elapsed), meta.step, tc.warmup)
             loss, norm = self.train_step(x, y, lr)
             self.advance(x.size, loss)

@@ -161,8 +161,10 @@ def test_describe(tmp_path):
     assert info == {
         "format_version": FORMAT_VERSION, "cell": "gru", "embed": 3, "hidden": 4, "layers": 2, "dropout": 0.1,
         "parameters": sum(int(np.prod(s)) for s in config.param_shapes(ckpt.model_config).values()),
-        "vocab_size": 5, "dtype": "float32", "storage": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25, "val_chars": None,
+        "vocab_size": 5, "dtype": "float32", "storage": "float32", "steps": 7, "seed": 42, "best_val_loss": 1.25,
+        "val_chars": None,
         "history": [{"step": 0, "loss": 1.6, "val_loss": 1.7}, {"step": 5, "loss": 1.3, "val_loss": 1.25}],
+        "init_from": None,
     }
     json.dumps(info, allow_nan=False)
     ckpt.meta = {"best_val_loss": float("inf")}

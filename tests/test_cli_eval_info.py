@@ -192,8 +192,8 @@ def test_info_json_describes_the_checkpoint(ckpt):
     c = load(ckpt)
     mc = config.ModelConfig(cell="lstm", vocab_size=len(c.vocab), embed=4, hidden=8, layers=2)
     assert {k: got[k] for k in ("format_version", "cell", "embed", "hidden", "layers", "vocab_size", "dtype")} == {
-        "format_version": checkpoint.FORMAT_VERSION, "cell": "lstm", "embed": 4, "hidden": 8, "layers": 2, "vocab_size": len(set(TEXT)),
-        "dtype": "float32"}
+        "format_version": checkpoint.FORMAT_VERSION, "cell": "lstm", "embed": 4, "hidden": 8, "layers": 2,
+        "vocab_size": len(set(TEXT)), "dtype": "float32"}
     assert got["parameters"] == sum(math.prod(s) for s in config.param_shapes(mc).values())
     assert (got["steps"], got["seed"]) == (25, 5)
     assert got["best_val_loss"] == c.meta["best_val_loss"] == min(h["val_loss"] for h in got["history"])

@@ -169,6 +169,21 @@ def _cursor_problem(meta: dict, tc: TrainConfig) -> str | None:
     return None
 
 
+def _origin_problem(where: str, origin) -> str | None:
+    """meta.init_from (a fine-tuned run's source): null, or an object of JSON scalars, its counts in range."""
+    if origin is None:
+        return None
+    if not isinstance(origin, dict):
+        return f"{where} must be an object or null, got {show(origin)}"
+    checks = {"steps": lambda w, v: int_problem(w, v, 0, MAX_COUNT, optional=True),
+              "best_val_loss": lambda w, v: real_problem(w, v, -INF, INF, True, True, optional=True)}
+    for key, value in origin.items():
+        problem = checks.get(key, _scalar_problem)(f"{where}.{key}", value)
+        if problem:
+            return problem
+    return None
+
+
 _META_CHECKS = {
     "step": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
     "cursor": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
@@ -187,6 +202,7 @@ _META_CHECKS = {
                                                                      for x in v)
                             else f"{w} must be a list of finite numbers"),
     "rng": lambda w, v: _rng_problem(v),
+    "init_from": _origin_problem,
 }
 
 

@@ -294,4 +294,5 @@ def describe(ckpt: Checkpoint) -> dict:
         "best_val_loss": best if isinstance(best, (int, float)) and math.isfinite(best) else None,
         "val_chars": meta.get("val_chars"),  # held-out characters each validation scored (None: none ran)
         "history": meta.get("history", []),
+        "init_from": meta.get("init_from"),  # a fine-tuned run's source: path, sha256, steps, ... (None: none)
     }

@@ -61,12 +61,26 @@ def _facts(path: str, s: dict):
             ("training time", "-" if s["elapsed"] is None else duration(s["elapsed"])),
             ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best),
             ("val chars", "-" if not s.get("val_chars") else f"{s['val_chars']:,} scored per validation")]
+    if s.get("init_from"):
+        rows.append(("fine-tuned from", _origin(s["init_from"])))
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
     for name, value in rows:
         table.add_row(name, value)
     return table
+
+
+def _origin(origin: dict) -> str:
+    """The source of a fine-tuned run on one line: its name as given, hash, steps, best validation, corpus."""
+    parts = [f"sha256 {str(origin.get('sha256'))[:12]}"]
+    if isinstance(origin.get("steps"), int):
+        parts.append(f"{origin['steps']:,} steps")
+    if isinstance(origin.get("best_val_loss"), (int, float)):
+        parts.append(f"best val {origin['best_val_loss']:.4f}")
+    if origin.get("corpus_sha256"):
+        parts.append(f"corpus sha256 {str(origin['corpus_sha256'])[:12]}")
+    return f"{origin.get('path')} ({', '.join(parts)})"
 
 
 def _curves(history: list[dict], s: dict, width: int):

@@ -48,6 +48,14 @@ def _positive(value):
     return value
 
 
+def _init_source(value):
+    """--init-from: `bundled` or a checkpoint path that exists (else a usage error, exit 2)."""
+    if value is not None and value != "bundled" and not os.path.isfile(value):
+        what = "is a directory" if os.path.isdir(value) else "does not exist"
+        raise typer.BadParameter(f"{value!r} {what}; give a checkpoint file, or `bundled` for the bundled model")
+    return value
+
+
 def _opt(default, *names, help: str, **kw):
     """An option whose absence is visible (None), showing the real default from config in --help."""
     return typer.Option(None, *names, help=help, show_default=False if default is None else str(default), **kw)
@@ -139,7 +147,8 @@ def _start(plan, corpus, engine: str, device: str, dist):
     from charrnn.train import Run
 
     try:
-        return Run(plan.mc, plan.tc, corpus, resume=plan.resume, engine=engine, device=device, dist=dist)
+        return Run(plan.mc, plan.tc, corpus, resume=plan.resume, engine=engine, device=device, dist=dist,
+                   init=plan.init)
     except EngineUnavailable as e:
         fail(str(e), 2)
     except ValueError as e:
@@ -231,6 +240,10 @@ def train(
                                "atomically, only when the first save happens)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run stored in --out exactly where it "
                                 "stopped. Options not given come from the checkpoint; conflicting ones exit 1."),
+    init_from: str = typer.Option(None, "--init-from", callback=_init_source, show_default=False,
+                                  metavar="CHECKPOINT", help="Start a new run from this checkpoint's weights (a "
+                                  "path, or `bundled` for the bundled model): fine-tuning. Its cell and sizes are "
+                                  "kept, the vocabulary grows to the corpus's; the training options are this run's."),
     cell: Cell = _opt(M.cell, "--cell", help="Recurrent cell."),
     hidden: int = _opt(M.hidden, "--hidden", min=1, max=MAX_HIDDEN, help="Hidden size H of each layer."),
     layers: int = _opt(M.layers, "--layers", min=1, max=MAX_LAYERS, help="Number of stacked layers."),
@@ -287,7 +300,7 @@ def train(
     """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
              if v is not None and k not in ("ctx", "corpus", "out", "force", "resume", "threads", "engine", "device",
-                                            "cache_dir")}
+                                            "cache_dir", "init_from")}
     out = Path(out)
     for name in ("max_time", "checkpoint_every"):
         if name in given:
@@ -299,7 +312,7 @@ def train(
     from charrnn.launch import LaunchError, check_out, plan, validation_notice
 
     try:
-        check_out(out, force, resume)
+        check_out(out, force, resume, init_from)
     except LaunchError as e:
         fail(str(e))
     _check_writable(out)  # (imports numpy: after set_threads)
@@ -311,10 +324,14 @@ def train(
         if not len(corpus):
             fail(f"{'stdin' if source == '-' else source} is empty: there is nothing to learn")
     try:
-        launch = plan(given, corpus, out, resume)
+        launch = plan(given, corpus, out, resume, init_from)
         notice = validation_notice(launch.tc, len(corpus))
     except LaunchError as e:
         fail(str(e))
+    if launch.init is not None:
+        origin, added = launch.init.origin, launch.init.added
+        say(f"starting from {init_from} (sha256 {origin['sha256'][:12]}, {origin['steps'] or 0:,} steps): its "
+            f"{len(launch.init.vocab) - added} characters{f' and {added} new in this corpus' if added else ''}")
     if launch.seed_drawn:
         if dist is not None:  # every rank must follow rank 0's seed
             seed = dist.broadcast(launch.tc.seed)
