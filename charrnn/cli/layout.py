@@ -25,7 +25,7 @@ TEXT, SAMPLING, SCORING, PRINTED = "Text", "Sampling", "Scoring", "Output"
 PANEL_ORDER = (None, MODEL, TEXT, SAMPLING, SCORING, TRAINING, BOUNDS, VALIDATION, OUTPUT, PRINTED, COMPUTE)
 PANELS = {  # command -> option -> panel; options not named stay under "Options" (--help, --quiet)
     "train": {
-        "cell": MODEL, "hidden": MODEL, "layers": MODEL, "embed": MODEL, "dropout": MODEL,
+        "init_from": MODEL, "cell": MODEL, "hidden": MODEL, "layers": MODEL, "embed": MODEL, "dropout": MODEL,
         "batch": TRAINING, "seq": TRAINING, "lr": TRAINING, "optimizer": TRAINING, "momentum": TRAINING,
         "weight_decay": TRAINING, "clip": TRAINING, "schedule": TRAINING, "warmup": TRAINING, "seed": TRAINING,
         "steps": BOUNDS, "epochs": BOUNDS, "max_time": BOUNDS, "patience": BOUNDS,
@@ -52,7 +52,7 @@ METAVARS = {  # option -> metavar, where the option does not name its own
     "seq": "T", "lr": "LR", "momentum": "M", "weight_decay": "WD", "clip": "NORM", "warmup": "N", "steps": "N",
     "epochs": "E", "max_time": "DURATION", "val_frac": "F", "eval_every": "N", "patience": "K",
     "checkpoint_every": "TIME", "seed": "S", "threads": "N", "device": "DEVICE", "limit": "N",
-    "val_chars": "N",
+    "val_chars": "N", "init_from": "CHECKPOINT",
 }
 NUMBER_NAMES = {click.types.IntParamType: "whole number", click.types.IntRange: "whole number",
                 click.types.FloatParamType: "number", click.types.FloatRange: "number"}

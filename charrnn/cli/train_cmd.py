@@ -240,8 +240,7 @@ def train(
                                "atomically, only when the first save happens)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run stored in --out exactly where it "
                                 "stopped. Options not given come from the checkpoint; conflicting ones exit 1."),
-    init_from: str = typer.Option(None, "--init-from", callback=_init_source, show_default=False,
-                                  metavar="CHECKPOINT", help="Start a new run from this checkpoint's weights (a "
+    init_from: str = typer.Option(None, "--init-from", callback=_init_source, show_default=False, help="Start a new run from this checkpoint's weights (a "
                                   "path, or `bundled` for the bundled model): fine-tuning. Its cell and sizes are "
                                   "kept, the vocabulary grows to the corpus's; the training options are this run's."),
     cell: Cell = _opt(M.cell, "--cell", help="Recurrent cell."),
