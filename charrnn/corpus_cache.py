@@ -6,7 +6,8 @@ Layout under the cache directory (`--cache-dir`, else $CHARRNN_CACHE_DIR, else $
 
     corpora/<sha256>.npy    the ids (L,) in the smallest unsigned dtype, a plain .npy
     corpora/<sha256>.json   format, length, dtype, vocabulary (V,) and counts (V,), CRC-32 of the ids
-    files/<key>.json        path, device, inode, size, mtime and ctime of a file last seen with that SHA-256
+    files/<key>.json        path, device, inode, size, mtime and ctime of each file of a corpus (one file, or a
+                            folder's files in order) and the encoding it was read in, last seen with that SHA-256
     .tmp-<pid>-*            files being written (removed once their process is gone)
 
 Every file is written to a temporary name, fsynced and renamed, the .json last: a killed preparation leaves no
@@ -184,34 +185,41 @@ def _map(npy: Path, dtype: np.dtype, length: int) -> np.ndarray:
     return np.load(npy, mmap_mode="r")
 
 
-def _file_record(directory: Path, path: Path) -> Path:
-    key = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()
+def _file_record(directory: Path, paths: list[str], encoding: str) -> Path:
+    key = hashlib.sha256(b"\0".join([os.fsencode(p) for p in paths] + [encoding.encode()])).hexdigest()
     return directory / "files" / f"{key}.json"
 
 
-def _identity(path: Path, st: os.stat_result) -> dict:
+def _identity(path, st: os.stat_result) -> dict:
     return {"path": os.path.abspath(path), "dev": st.st_dev, "ino": st.st_ino, "size": st.st_size,
             "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns}
 
 
-def known_sha256(directory: Path, path: Path, st: os.stat_result) -> str | None:
-    """The SHA-256 recorded for this file when it was last prepared, if it has not changed since (same device,
-    inode, size, mtime and ctime), else None."""
+def _record(files: Iterable[tuple[Path, os.stat_result]], encoding: str) -> dict:
+    return {"files": [_identity(path, st) for path, st in files], "encoding": encoding}
+
+
+def known_sha256(directory: Path, files: list[tuple[Path, os.stat_result]], encoding: str = "utf-8") -> str | None:
+    """The SHA-256 recorded for these files (in this order, read in this encoding) when they were last prepared,
+    if none has changed since (same device, inode, size, mtime and ctime), else None."""
+    want = _record(files, encoding)
     try:
-        record = json.loads(_file_record(directory, path).read_bytes())
+        record = json.loads(_file_record(directory, [f["path"] for f in want["files"]], encoding).read_bytes())
         sha = record.pop("sha256")
         hex_digest = isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)
-        if hex_digest and record == _identity(path, st):  # (a name, never a path, goes into the entry's path)
+        if hex_digest and record == want:  # (a name, never a path, goes into the entry's path)
             return sha
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass
     return None
 
 
-def remember(directory: Path, path: Path, st: os.stat_result, sha256: str) -> None:
-    """Record that the file with stat `st` has this SHA-256 (best effort: the cache is only a cache)."""
-    record = _identity(path, st) | {"sha256": sha256}
+def remember(directory: Path, files: list[tuple[Path, os.stat_result]], encoding: str, sha256: str) -> None:
+    """Record that the files with these stats, read in this encoding, make the text with this SHA-256 (best
+    effort: the cache is only a cache)."""
+    record = _record(files, encoding) | {"sha256": sha256}
+    path = _file_record(directory, [f["path"] for f in record["files"]], encoding)
     try:
-        _write_atomically(_file_record(directory, path), lambda f: f.write(json.dumps(record).encode()))
+        _write_atomically(path, lambda f: f.write(json.dumps(record).encode()))
     except OSError:
         pass
