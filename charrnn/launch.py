@@ -93,8 +93,9 @@ def plan(given: dict, corpus: Corpus, out: Path, resume: bool, init_from: str | 
     except CheckpointError as e:
         raise LaunchError(str(e)) from e
     if ckpt.meta.get("corpus_sha256") != corpus.sha256:
-        raise LaunchError(f"this corpus is not the one the run in {out} was trained on (its SHA-256 differs); "
-                          f"resume with the same corpus, or start a new run with --force")
+        why = _difference(ckpt.meta, corpus)
+        raise LaunchError(f"this corpus is not the one the run in {out} was trained on ({why}); resume with the same "
+                          f"corpus, or start a new run with --force")
     stored = dataclasses.asdict(ckpt.model_config) | dataclasses.asdict(ckpt.train_config)
     for name, value in given.items():
         if (name in MODEL_OPTIONS or name in FIXED_ON_RESUME) and value != stored[name]:
@@ -105,6 +106,17 @@ def plan(given: dict, corpus: Corpus, out: Path, resume: bool, init_from: str | 
                               f"resume, or start a new run with --force")
     train_given = {k: v for k, v in train_given.items() if k not in FIXED_ON_RESUME}
     return Plan(ckpt.model_config, dataclasses.replace(ckpt.train_config, **train_given), ckpt)
+
+
+def _difference(meta: dict, corpus: Corpus) -> str:
+    """How a corpus differs from the one a run was trained on, as far as the checkpoint tells."""
+    files, chars = meta.get("corpus_files"), meta.get("corpus_chars")
+    if files is not None and files != corpus.files:
+        return (f"it is read from {corpus.files:,} file(s), the run's from {files:,}: a file was added or removed, "
+                f"or other paths or --include were given")
+    if chars is not None and chars != len(corpus):
+        return f"it has {len(corpus):,} characters, the run's had {chars:,}; its SHA-256 differs"
+    return "its SHA-256 differs: a file changed, or the files come in another order or encoding"
 
 
 def fitted_batch(batch: int, n_chars: int, tc: TrainConfig) -> int:

@@ -161,6 +161,7 @@ class RunState:
     window: list = field(default_factory=list)  # training losses since the last history entry
     corpus_sha256: str = ""
     corpus_chars: int = 0
+    corpus_files: int | None = None  # files the corpus was read from (None: a checkpoint from before it was kept)
     val_chars: int | None = None  # characters the last validation scored (TrainConfig.val_chars bounds it)
     init_from: dict | None = None  # the checkpoint a fine-tuned run started from (finetune.Init.origin)
 
@@ -209,7 +210,7 @@ class Run:
         self.engine = make_engine(engine, mc, tc, params, device, dist)
         self.best: dict | None = None  # best-validation weights
         self.meta = RunState(seed=tc.seed, corpus_sha256=corpus.sha256, corpus_chars=int(len(corpus)),
-                             init_from=init.origin if init is not None else None)
+                             init_from=init.origin if init is not None else None, corpus_files=corpus.files)
         if resume is not None:
             self._restore(resume)
 

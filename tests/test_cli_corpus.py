@@ -191,3 +191,97 @@ def test_preparing_a_large_corpus_off_a_terminal_writes_plain_lines(corpus, tmp_
     assert "\r" not in result.stderr  # no bar off a terminal
     quiet = cli("train", corpus, "-o", tmp_path / "q.npz", *TINY, "--steps", "1", "-q")
     assert quiet.exit_code == 0 and "checking" not in quiet.stderr and "reading" not in quiet.stderr
+
+
+# ------------------------------------------------------------------ several files, folders, archives, encodings
+
+def folder(tmp_path):
+    """A first file and a folder: (paths to give, the files `cat` would join in that order, the text)."""
+    import gzip
+
+    cut = [0, 150, 400, 700, 900, len(TEXT)]
+    part = [TEXT[a:b] for a, b in zip(cut, cut[1:])]
+    d = tmp_path / "d"
+    (d / "a").mkdir(parents=True)
+    first = tmp_path / "first.txt"
+    first.write_text(part[0])
+    (d / "b.txt").write_text(part[3])
+    (d / "a" / "x.txt").write_text(part[1])
+    (d / "a-b.txt").write_text(part[2])
+    (d / "c.txt.gz").write_bytes(gzip.compress(part[4].encode()))
+    (d / ".hidden.txt").write_text("never read")
+    (d / "notes.md").write_text("not a *.txt")
+    plain = tmp_path / "c.txt"
+    plain.write_text(part[4])
+    return [first, d], [first, d / "a" / "x.txt", d / "a-b.txt", d / "b.txt", plain]
+
+
+@pytest.mark.parametrize("disk", [False, True])
+def test_a_folder_trains_exactly_like_cat_of_its_sorted_files(tmp_path, monkeypatch, disk):
+    if disk:
+        monkeypatch.setattr(corpus_mod, "IN_MEMORY_BELOW", 0)
+    paths, cat = folder(tmp_path)
+    args = ("-o", tmp_path / "dir.npz", *TINY, "--steps", "4", "--eval-every", "2")
+    result = cli("train", *paths, "--include", "*.txt", "--include", "*.gz", *args)
+    assert result.exit_code == 0, result.stderr
+    piped = b"".join(p.read_bytes() for p in cat)
+    assert piped.decode() == TEXT
+    result = cli("train", "-", "-o", tmp_path / "cat.npz", *TINY, "--steps", "4", "--eval-every", "2", input=piped)
+    assert result.exit_code == 0, result.stderr
+    assert_same_weights(tmp_path / "dir.npz", tmp_path / "cat.npz")
+    a, b = load(tmp_path / "dir.npz").meta, load(tmp_path / "cat.npz").meta
+    assert a["corpus_sha256"] == b["corpus_sha256"] == hashlib.sha256(TEXT.encode()).hexdigest()
+    assert (a["corpus_files"], b["corpus_files"]) == (5, 1)
+    assert json.loads(cli("info", "-c", tmp_path / "dir.npz", "--json").stdout)["corpus_files"] == 5
+    assert f"{len(TEXT):,} characters from 5 file(s)" in cli("info", "-c", tmp_path / "dir.npz").stdout
+
+
+def test_a_folder_run_resumes_and_a_changed_folder_is_refused(tmp_path, on_disk):
+    paths, _ = folder(tmp_path)
+    out, straight = tmp_path / "m.npz", tmp_path / "straight.npz"
+    assert cli("train", *paths, "-o", straight, *TINY, "--steps", "5").exit_code == 0
+    assert cli("train", *paths, "-o", out, *TINY, "--steps", "2").exit_code == 0
+    result = cli("train", *paths, "-o", out, "--resume", "--steps", "5")
+    assert result.exit_code == 0, result.stderr
+    assert_same_weights(out, straight)
+    (paths[1] / "a" / "new.txt").write_text("a file added")
+    added = cli("train", *paths, "-o", out, "--resume", "--steps", "6")
+    assert added.exit_code == 1 and "read from 7 file(s), the run's from 6: a file was added" in added.stderr
+    (paths[1] / "a" / "new.txt").unlink()
+    (paths[1] / "b.txt").write_text((paths[1] / "b.txt").read_text().replace("cat", "cot"))
+    changed = cli("train", *paths, "-o", out, "--resume", "--steps", "6")
+    assert changed.exit_code == 1 and "SHA-256 differs" in changed.stderr and "a file changed" in changed.stderr
+
+
+def test_text_in_other_encodings(tmp_path, model):
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes((TEXT[:500] + "café crème\n").encode("latin-1"))
+    error = cli("train", latin, "-o", tmp_path / "m.npz", *TINY, "--steps", "1")
+    assert error.exit_code == 1 and len(error.stderr.strip().splitlines()) == 1
+    assert f"{latin} is not valid UTF-8 (byte 503: b'\\xe9'); it looks like" in error.stderr
+    assert "pass --encoding cp1252" in error.stderr
+    utf16 = tmp_path / "u16.txt"
+    utf16.write_bytes((TEXT[:500] + "café crème\n").encode("utf-16"))
+    assert "it looks like UTF-16: pass --encoding utf-16" in cli("train", utf16, "-o", tmp_path / "m.npz").stderr
+    want = hashlib.sha256((TEXT[:500] + "café crème\n").encode()).hexdigest()
+    for path, encoding, out in [(latin, "latin-1", "l.npz"), (utf16, "utf-16", "u.npz")]:
+        result = cli("train", path, "--encoding", encoding, "-o", tmp_path / out, *TINY, "--steps", "1")
+        assert result.exit_code == 0, result.stderr
+        assert load(tmp_path / out).meta["corpus_sha256"] == want
+    assert_same_weights(tmp_path / "l.npz", tmp_path / "u.npz")
+    unknown = cli("train", latin, "--encoding", "klingon", "-o", tmp_path / "k.npz")
+    assert unknown.exit_code == 2 and "not a text encoding" in unknown.stderr
+    plain = tmp_path / "plain.txt"
+    plain.write_text(TEXT[:500], encoding="utf-8")
+    assert scored(cli("eval", utf16, "-c", model, "--json", "--encoding", "utf-16", "--unknown", "skip")) == \
+        scored(cli("eval", plain, "-c", model, "--json"))
+
+
+def test_eval_of_a_folder_equals_eval_of_its_text(tmp_path, model):
+    paths, cat = folder(tmp_path)
+    joined = tmp_path / "joined.txt"
+    joined.write_bytes(b"".join(p.read_bytes() for p in cat))
+    want = scored(cli("eval", joined, "-c", model, "--json"))
+    assert scored(cli("eval", *paths, "--include", "*.txt", "--include", "*.gz", "-c", model, "--json")) == want
+    everything = scored(cli("eval", *paths, "-c", model, "--json", "--unknown", "skip", "--batch", "1"))
+    assert everything["chars"] == len(TEXT) + len("not a .tt") - 1  # notes.md read too (less its * and x)

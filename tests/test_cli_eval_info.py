@@ -109,10 +109,11 @@ def test_eval_with_a_missing_checkpoint_file_is_a_usage_error(text_file, tmp_pat
     assert "does not exist" in error_line(cli("eval", text_file, "-c", tmp_path / "nope.npz"), 2)
 
 
-def test_eval_with_a_missing_text_or_a_directory_is_a_usage_error(ckpt, tmp_path):
-    for text in (tmp_path / "nope.txt", tmp_path):
-        result = cli("eval", text, "-c", ckpt)
-        assert result.exit_code == 2 and "Usage:" in result.stderr
+def test_eval_with_a_missing_text_or_an_empty_folder_is_a_usage_error(ckpt, tmp_path):
+    result = cli("eval", tmp_path / "nope.txt", "-c", ckpt)
+    assert result.exit_code == 2 and "Usage:" in result.stderr
+    (tmp_path / "empty").mkdir()
+    assert "holds no files" in error_line(cli("eval", tmp_path / "empty", "-c", ckpt), 2)
 
 
 def test_eval_of_characters_outside_the_vocabulary_names_them(ckpt, tmp_path):

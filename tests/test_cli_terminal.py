@@ -268,7 +268,7 @@ def test_help_shows_real_defaults_metavars_and_panels():
         assert bad not in text, bad
     for panel in ("Model", "Training", "Run length", "Validation", "Output and checkpoints"):
         assert f"─ {panel} ─" in text, panel
-    assert "Usage: charrnn train [OPTIONS] CORPUS" in text and "[default: lstm]" in text
+    assert "Usage: charrnn train [OPTIONS] PATH..." in text and "[default: lstm]" in text
     import typer
 
     command = typer.main.get_command(app).commands["train"]

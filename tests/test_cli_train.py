@@ -374,10 +374,12 @@ def test_bad_option_values_are_usage_errors(corpus, tmp_path, args):
     assert result.stdout == "" and not (tmp_path / "m.npz").exists()
 
 
-def test_a_missing_corpus_or_a_directory_is_a_usage_error(tmp_path):
-    for corpus in (tmp_path / "nope.txt", tmp_path):
-        result = cli("train", corpus, "-o", tmp_path / "m.npz")
-        assert result.exit_code == 2 and "Usage:" in result.stderr
+def test_a_missing_corpus_or_an_empty_folder_is_a_usage_error(tmp_path):
+    result = cli("train", tmp_path / "nope.txt", "-o", tmp_path / "m.npz")
+    assert result.exit_code == 2 and "Usage:" in result.stderr
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / ".hidden.txt").write_text("not read")
+    assert "the folder" in error_line(train(tmp_path / "empty", tmp_path / "m.npz", code=2))
 
 
 def test_an_empty_corpus_exits_1(tmp_path):

@@ -190,6 +190,7 @@ _META_CHECKS = {
     "epochs_done": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
     "chars": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
     "corpus_chars": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
+    "corpus_files": lambda w, v: int_problem(w, v, 0, MAX_COUNT, optional=True),
     "bad_evals": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
     "best_step": lambda w, v: int_problem(w, v, 0, MAX_COUNT, optional=True),
     "val_chars": lambda w, v: int_problem(w, v, 0, MAX_COUNT, optional=True),

@@ -1,15 +1,22 @@
-"""Corpora for the commands: preparing one with progress on stderr, the cache options, unknown characters.
+"""Corpora for the commands: the PATH... argument and the options that say how to read it, preparing it with
+progress on stderr, the cache options, unknown characters.
 
-`load_corpus` runs the core's streaming preparation (charrnn.corpus.prepare) and shows it: a tqdm bar (bytes,
-MB/s) on a terminal, a plain line every few seconds otherwise, nothing for a small corpus (prepared in memory)
-or under --quiet. `--unknown error|skip` decides what `eval` and `sample --prefix` do with characters the model's
+A command that reads a corpus takes `paths_argument()`, `include_option()`, `encoding_option()` and
+`cache_dir_option()` and hands them to `load_corpus`, which runs the core's streaming preparation
+(charrnn.corpus.prepare: files, folders, archives, any encoding) and shows it: a tqdm bar (bytes, MB/s) on a
+terminal, a plain line every few seconds otherwise, nothing for a small corpus (prepared in memory) or under
+--quiet. `--unknown error|skip` decides what `eval` and `sample --prefix` do with characters the model's
 vocabulary lacks.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shlex
 import time
 from enum import Enum
+from typing import Sequence
 
 import typer
 
@@ -21,7 +28,63 @@ UNKNOWN_HELP = ("What to do with characters the model's vocabulary lacks: error 
                 "(leave them out and say how many on stderr).")
 CACHE_HELP = ("Where large corpora are cached as ids, ready to memory-map (default: $CHARRNN_CACHE_DIR, else "
               "charrnn in $XDG_CACHE_HOME, else ~/.cache/charrnn). Safe to delete.")
-PHASES = {"spooling": "spooling", "reading": "reading", "encoding": "encoding", "checking": "checking cache of"}
+PHASES = {"spooling": "spooling", "reading": "reading", "encoding": "encoding", "checking": "checking cache of",
+          "decoding": "decoding"}
+PATHS_HELP = ("Files and folders, read in the order given, or - for stdin. A folder is read recursively, its files "
+              "in sorted path order, names starting with . skipped; .gz, .bz2 and .xz files are decompressed. The "
+              "text is the files' texts one after the other.")
+INCLUDE_HELP = ("Of the files found in folders, read only those whose name matches GLOB (e.g. '*.txt'; repeat it "
+                "for several). Files named on the command line are always read.")
+ENCODING_HELP = ("The text encoding of every file: any codec Python knows (latin-1, cp1252, utf-16, ...). Default: "
+                 "UTF-8, strictly, a leading byte-order mark dropped.")
+
+
+def _paths(values: list[str]) -> list[str]:
+    """Parse-time check of PATH...: '-' alone, or paths that exist (else exit 2)."""
+    if "-" in values and len(values) > 1:
+        raise typer.BadParameter("- (stdin) must be the only PATH")
+    for value in values:
+        if value != "-" and not os.path.exists(value):
+            raise typer.BadParameter(f"{value!r} does not exist; give text files or folders, or - to read stdin")
+    return values
+
+
+def paths_argument(what: str):
+    """The PATH... argument of a command that reads a corpus; `what` starts its help."""
+    return typer.Argument(..., callback=_paths, metavar="PATH...", help=f"{what} {PATHS_HELP}", show_default=False)
+
+
+def include_option():
+    return typer.Option(None, "--include", metavar="GLOB", help=INCLUDE_HELP, show_default=False)
+
+
+def _codec(value: str | None) -> str | None:
+    if value is not None:
+        try:  # (what charrnn.stream.text_codec checks, without importing numpy before --threads)
+            b"\x00".decode(value)
+        except UnicodeDecodeError:
+            pass
+        except LookupError:
+            raise typer.BadParameter(f"{value!r} is not a text encoding Python knows (e.g. utf-8, latin-1, cp1252, "
+                                     f"utf-16)")
+    return value
+
+
+def encoding_option():
+    return typer.Option(None, "--encoding", metavar="NAME", callback=_codec, help=ENCODING_HELP, show_default="utf-8")
+
+
+def corpus_words(paths: Sequence[str], include: Sequence[str] = (), encoding: str | None = None) -> str:
+    """The corpus part of a command line that reads the same corpus again (for a resume hint)."""
+    words = list(paths) + [w for g in include or () for w in ("--include", g)]
+    return shlex.join(words + (["--encoding", encoding] if encoding else []))
+
+
+def corpus_label(paths: Sequence[str]) -> str:
+    """How messages name a corpus: its one path, stdin, or the first of several paths."""
+    if len(paths) == 1:
+        return "stdin" if paths[0] == "-" else paths[0]
+    return f"{paths[0]} and {len(paths) - 1} more path(s)"
 
 
 def unknown_option():
@@ -68,24 +131,35 @@ class _Shown:
             self.bar = None
 
 
-def load_corpus(source: str, cache_dir: str | None = None):
-    """The prepared Corpus of a path or '-' (stdin); bad content is one line and exit 1, unreadable input exit 2."""
-    from charrnn.corpus import CorpusError, prepare
+def load_corpus(paths: str | Sequence[str], cache_dir: str | None = None, include: Sequence[str] | None = None,
+                encoding: str | None = None):
+    """The prepared Corpus of paths (or one path, or '-' for stdin); bad content is one line and exit 1, paths that
+    hold no text, an unknown encoding or unreadable input exit 2."""
+    from charrnn import corpus_cache
+    from charrnn.corpus import CorpusError, SourceError, prepare
 
-    name = "stdin" if source == "-" else source
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    name = corpus_label(paths)
     progress = _Shown(name)
     try:
-        return prepare(source, cache_dir, progress)
+        return prepare(paths[0] if paths == ["-"] else paths, cache_dir, progress, name=name,
+                       encoding=encoding, include=include or ())
     except CorpusError as e:
         fail(str(e))
-    except IsADirectoryError:
-        fail(f"{source} is a directory, not a text file", 2)
-    except FileNotFoundError:
-        fail(f"{source} does not exist", 2)
+    except SourceError as e:
+        fail(str(e), 2)
+    except LookupError:
+        fail(f"{encoding!r} is not a text encoding Python knows", 2)
+    except IsADirectoryError as e:
+        fail(f"{e.filename} is a directory, not a text file", 2)
+    except FileNotFoundError as e:
+        fail(f"{e.filename or name} does not exist", 2)
     except OSError as e:
-        if e.filename is None or str(e.filename) == source:
-            fail(f"cannot read {name}: {e.strerror}", 2)
-        fail(f"cannot use the corpus cache ({e.strerror}: {e.filename}); give another with --cache-dir")
+        cache = os.path.abspath(cache_dir if cache_dir is not None else corpus_cache.default_dir())
+        in_cache = e.filename is not None and os.path.abspath(e.filename).startswith(os.path.join(cache, ""))
+        if in_cache or e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            fail(f"cannot use the corpus cache ({e.strerror}: {e.filename}); give another with --cache-dir")
+        fail(f"cannot read {e.filename or name}: {e.strerror or e}", 2)
     finally:
         progress.close()
 

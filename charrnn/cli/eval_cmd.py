@@ -1,4 +1,4 @@
-"""`charrnn eval TEXT`: how well a model predicts a text, in nats/char, bits/char and perplexity.
+"""`charrnn eval PATH...`: how well a model predicts a text, in nats/char, bits/char and perplexity.
 
 The text goes through the same streaming preparation as a training corpus (a large one is cached and
 memory-mapped, so memory stays bounded); its ids are mapped to the model's vocabulary chunk by chunk while it is
@@ -11,22 +11,23 @@ import json
 import typer
 
 from charrnn.cli import progress as shown
-from charrnn.cli.common import (CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint, say,
-                                text_argument)
-from charrnn.cli.corpus_io import (Unknown, cache_dir_option, load_corpus, name_chars, unknown_message,
-                                    unknown_option)
+from charrnn.cli.common import CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint, say
+from charrnn.cli.corpus_io import (Unknown, cache_dir_option, corpus_label, encoding_option, include_option,
+                                   load_corpus, name_chars, paths_argument, unknown_message, unknown_option)
 from charrnn.config import DEFAULT_BATCH, MAX_BATCH, MAX_LENGTH
 
 
 @app.command("eval")
 def evaluate(
-    text: str = text_argument("UTF-8 text to score: a path, or - for stdin."),
+    text: list[str] = paths_argument("Text to score."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
     batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams, each with "
                               "its own carried state (fewer for short texts); every character but a stream's first "
                               "is scored."),
     unknown: Unknown = unknown_option(),
+    include: list[str] = include_option(),
+    encoding: str = encoding_option(),
     cache_dir: str = cache_dir_option(),
     show: bool = typer.Option(False, "--show", help="Print the text itself, each character coloured by the bits "
                               "the model spent on it (a legend and the scores on stderr); plain text off a "
@@ -34,10 +35,12 @@ def evaluate(
     show_chars: int = typer.Option(3000, "--show-chars", metavar="N", min=1, callback=at_most(MAX_LENGTH),
                                    help="How much of the text --show prints: its first N characters."),
 ) -> None:
-    """Score TEXT with a model: mean loss in nats/char, bits/char, perplexity, characters scored, streams."""
+    """Score the text in PATH... with a model: mean loss in nats/char, bits/char, perplexity, characters scored,
+    streams."""
     path = checkpoint_path(checkpoint)
     ckpt = open_checkpoint(path)
-    corpus = load_corpus(text, cache_dir)
+    corpus = load_corpus(text, cache_dir, include, encoding)
+    text = corpus_label(text)
     ids, lut = _model_ids(corpus, ckpt.vocab, Unknown(unknown).value, cache_dir)
     from charrnn.train import evaluate as score
 

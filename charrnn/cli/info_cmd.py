@@ -28,7 +28,10 @@ def info(
     from charrnn.checkpoint import describe
 
     path = checkpoint_path(checkpoint)
-    summary = describe(open_checkpoint(path))
+    ckpt = open_checkpoint(path)
+    summary = describe(ckpt)
+    summary["corpus_chars"] = ckpt.meta.get("corpus_chars")
+    summary["corpus_files"] = ckpt.meta.get("corpus_files")  # None in checkpoints from before it was kept
     history = summary["history"]
     summary["best_step"], _ = _best(summary)
     summary["elapsed"] = history[-1].get("elapsed") if history else None  # seconds of training, resumes included
@@ -60,7 +63,8 @@ def _facts(path: str, s: dict):
             ("steps", "-" if s["steps"] is None else f"{s['steps']:,}"),
             ("training time", "-" if s["elapsed"] is None else duration(s["elapsed"])),
             ("seed", "-" if s["seed"] is None else str(s["seed"])), ("best val loss", best),
-            ("val chars", "-" if not s.get("val_chars") else f"{s['val_chars']:,} scored per validation")]
+            ("val chars", "-" if not s.get("val_chars") else f"{s['val_chars']:,} scored per validation"),
+            ("corpus", _corpus(s))]
     if s.get("init_from"):
         rows.append(("fine-tuned from", _origin(s["init_from"])))
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -81,6 +85,14 @@ def _origin(origin: dict) -> str:
     if origin.get("corpus_sha256"):
         parts.append(f"corpus sha256 {str(origin['corpus_sha256'])[:12]}")
     return f"{origin.get('path')} ({', '.join(parts)})"
+
+
+def _corpus(s: dict) -> str:
+    """'1,234 characters from 3 files' (the file count is missing from older checkpoints)."""
+    if s.get("corpus_chars") is None:
+        return "-"
+    files = s.get("corpus_files")
+    return f"{s['corpus_chars']:,} characters" + ("" if files is None else f" from {files:,} file(s)")
 
 
 def _curves(history: list[dict], s: dict, width: int):

@@ -26,6 +26,7 @@ PANEL_ORDER = (None, MODEL, TEXT, SAMPLING, SCORING, TRAINING, BOUNDS, VALIDATIO
 PANELS = {  # command -> option -> panel; options not named stay under "Options" (--help, --quiet)
     "train": {
         "init_from": MODEL, "cell": MODEL, "hidden": MODEL, "layers": MODEL, "embed": MODEL, "dropout": MODEL,
+        "include": TEXT, "encoding": TEXT,
         "batch": TRAINING, "seq": TRAINING, "lr": TRAINING, "optimizer": TRAINING, "momentum": TRAINING,
         "weight_decay": TRAINING, "clip": TRAINING, "schedule": TRAINING, "warmup": TRAINING, "seed": TRAINING,
         "steps": BOUNDS, "epochs": BOUNDS, "max_time": BOUNDS, "patience": BOUNDS,
@@ -39,7 +40,7 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
         "temperature": SAMPLING, "top_k": SAMPLING, "top_p": SAMPLING, "seed": SAMPLING, "beam": SAMPLING,
     },
     "eval": {
-        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "batch": SCORING,
+        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "include": TEXT, "encoding": TEXT, "batch": SCORING,
         "as_json": PRINTED, "show": PRINTED, "show_chars": PRINTED,
     },
     "inspect": {

@@ -1,4 +1,4 @@
-"""`charrnn train CORPUS`: learn a model of a text; stdout gets the checkpoint path, stderr the progress."""
+"""`charrnn train PATH...`: learn a model of a text; stdout gets the checkpoint path, stderr the progress."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import typer
 
 from charrnn.cli import common
-from charrnn.cli.common import (app, at_most, fail, parse_duration, quiet_stdout, say, set_threads,
-                                text_argument)
-from charrnn.cli.corpus_io import cache_dir_option, load_corpus
+from charrnn.cli.common import app, at_most, fail, parse_duration, quiet_stdout, say, set_threads
+from charrnn.cli.corpus_io import (cache_dir_option, corpus_label, corpus_words, encoding_option, include_option,
+                                    load_corpus, paths_argument)
 from charrnn.config import (BUDGET_SCHEDULE, CELL_NAMES, DEFAULT_CHECKPOINT, DEFAULT_DEVICE, DEFAULT_ENGINE,
                             DEFAULT_STEPS, DTYPE_NAMES, ENGINE_NAMES, MAX_BATCH, MAX_EMBED, MAX_HIDDEN, MAX_LAYERS,
                             MAX_LENGTH, MAX_SEED, MAX_SEQ, MAX_THREADS, OPTIMIZER_NAMES, SCHEDULE_NAMES,
@@ -155,7 +155,7 @@ def _start(plan, corpus, engine: str, device: str, dist):
         fail(str(e))
 
 
-def _train(run, tc, out: Path, source: str) -> None:
+def _train(run, tc, out: Path, source: str) -> None:  # source: the corpus part of the command line
     """Run the training loop: show progress, save on validation, periodically, at the end and on Ctrl-C. In a
     distributed run only rank 0 shows and saves; every rank stops at the same step."""
     import shlex
@@ -203,7 +203,7 @@ def _train(run, tc, out: Path, source: str) -> None:
         _save(run, out)
     _summary(run, out, first, last, interrupt.name if stopped else None)
     if stopped:
-        again = f"charrnn train {shlex.quote(source)} -o {shlex.quote(str(out))} --resume"
+        again = f"charrnn train {source} -o {shlex.quote(str(out))} --resume"
         say(f"saved a resumable checkpoint to {out}; continue with: {again}")
         raise typer.Exit(interrupt.code)
     try:
@@ -233,7 +233,7 @@ def _summary(run, out: Path, first: int, last, interrupted_by: str | None) -> No
 @app.command()
 def train(
     ctx: typer.Context,
-    corpus: str = text_argument("UTF-8 text to learn from: a path, or - for stdin."),
+    corpus: list[str] = paths_argument("Text to learn from."),
     out: str = typer.Option(DEFAULT_CHECKPOINT, "-o", "--out", help="Checkpoint to write; parent directories "
                              "are created. An existing file is never overwritten without --resume or --force."),
     force: bool = typer.Option(False, "--force", help="Start a new run over an existing --out (replaced "
@@ -287,6 +287,8 @@ def train(
     seed: int = _opt(None, "--seed", min=0, callback=at_most(MAX_SEED), help="Every random draw follows from S; "
                      "when not given, a seed is drawn, printed on stderr and stored."),
     dtype: Dtype = _opt(TR.dtype, "--dtype", help="Compute precision."),
+    include: list[str] = include_option(),
+    encoding: str = encoding_option(),
     cache_dir: str = cache_dir_option(),
     threads: int = typer.Option(None, "--threads", min=1, max=MAX_THREADS, help="BLAS threads.",
                                 show_default="all cores"),
@@ -296,10 +298,10 @@ def train(
     device: str = typer.Option(DEFAULT_DEVICE, "--device", help="Where the torch engine runs: cpu, cuda, cuda:N "
                                "or mps."),
 ) -> None:
-    """Learn a character-level model of CORPUS and write it to --out (its path is printed on stdout)."""
+    """Learn a character-level model of the text in PATH... and write it to --out (its path is printed on stdout)."""
     given = {k: (v.value if isinstance(v, Enum) else v) for k, v in locals().items()
              if v is not None and k not in ("ctx", "corpus", "out", "force", "resume", "threads", "engine", "device",
-                                            "cache_dir", "init_from")}
+                                            "cache_dir", "init_from", "include", "encoding")}
     out = Path(out)
     for name in ("max_time", "checkpoint_every"):
         if name in given:
@@ -317,11 +319,11 @@ def train(
     _check_writable(out)  # (imports numpy: after set_threads)
     dist = _prepare(engine.value, device, corpus)
     _lock(ctx, out, force, resume, dist)
-    source = corpus
+    paths = corpus
     with dist.main_first() if dist is not None else contextlib.nullcontext():  # the corpus is prepared once
-        corpus = load_corpus(source, cache_dir)
+        corpus = load_corpus(paths, cache_dir, include, encoding)
         if not len(corpus):
-            fail(f"{'stdin' if source == '-' else source} is empty: there is nothing to learn")
+            fail(f"{corpus_label(paths)} is empty: there is nothing to learn")
     try:
         launch = plan(given, corpus, out, resume, init_from)
         notice = validation_notice(launch.tc, len(corpus))
@@ -338,10 +340,10 @@ def train(
         say(f"seed {launch.tc.seed} (pass --seed {launch.tc.seed} to repeat this run)")
     if notice:
         say(notice)
-    _train(_start(launch, corpus, engine.value, device, dist), launch.tc, out, source)
+    _train(_start(launch, corpus, engine.value, device, dist), launch.tc, out, corpus_words(paths, include, encoding))
 
 
-def _prepare(engine: str, device: str, source: str):
+def _prepare(engine: str, device: str, paths: list[str]):
     """Check that the engine and device can run here (else one line, exit 2); under torchrun, join the process
     group and return it (rank 0 alone speaks from here on), else None."""
     from charrnn.engine import EngineUnavailable, prepare
@@ -352,6 +354,6 @@ def _prepare(engine: str, device: str, source: str):
         fail(str(e), 2)
     if dist is not None and dist.rank != 0:
         common.QUIET = True  # errors only: the other ranks are quiet
-    if dist is not None and source == "-":
+    if dist is not None and "-" in paths:
         fail("a distributed run reads its corpus from a file: every rank must read it, stdin cannot be shared", 2)
     return dist
