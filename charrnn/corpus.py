@@ -62,8 +62,8 @@ class Corpus:
 
 
 def prepare(source: str | os.PathLike | BinaryIO | Sequence[str | os.PathLike],
-            cache_dir: str | os.PathLike | None = None, progress: Progress | None = None, chunk_size: int = CHUNK, in_memory_below: int | None = None,
-            name: str | None = None, encoding: str | None = None, include: Sequence[str] = ()) -> Corpus:
+            cache_dir: str | os.PathLike | None = None, progress: Progress | None = None, chunk_size: int = CHUNK,
+            in_memory_below: int | None = None, name: str | None = None, encoding: str | None = None, include: Sequence[str] = ()) -> Corpus:
     """The Corpus of a text file, a folder, stdin ("-"), an open binary stream, or a list of paths, read
     `chunk_size` bytes at a time.
 

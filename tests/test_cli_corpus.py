@@ -285,3 +285,12 @@ def test_eval_of_a_folder_equals_eval_of_its_text(tmp_path, model):
     assert scored(cli("eval", *paths, "--include", "*.txt", "--include", "*.gz", "-c", model, "--json")) == want
     everything = scored(cli("eval", *paths, "-c", model, "--json", "--unknown", "skip", "--batch", "1"))
     assert everything["chars"] == len(TEXT) + len("not a .tt") - 1  # notes.md read too (less its * and x)
+
+
+def test_inspect_reads_other_encodings_through_the_same_helper(tmp_path, model):
+    utf16, plain = tmp_path / "u16.txt", tmp_path / "plain.txt"
+    utf16.write_bytes(TEXT[:400].encode("utf-16"))
+    plain.write_text(TEXT[:400], encoding="utf-8")
+    want = scored(cli("inspect", plain, "-c", model, "--json")) | {"text": None}
+    assert scored(cli("inspect", utf16, "-c", model, "--json", "--encoding", "utf-16")) | {"text": None} == want
+    assert "--encoding utf-16" in cli("inspect", utf16, "-c", model, "--json").stderr

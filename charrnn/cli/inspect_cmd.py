@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, say, text_argument
-from charrnn.cli.corpus_io import Unknown, cache_dir_option, load_corpus, unknown_option
+from charrnn.cli.corpus_io import Unknown, cache_dir_option, encoding_option, load_corpus, unknown_option
 from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS
 
 TOP = 5  # units per feature in the table and the JSON
@@ -18,7 +18,7 @@ TOP = 5  # units per feature in the table and the JSON
 
 @app.command("inspect")
 def inspect(
-    text: str = text_argument("UTF-8 text to run the model over: a path, or - for stdin."),
+    text: str = text_argument("Text to run the model over (UTF-8 unless --encoding says): a path, or - for stdin."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     chars: int = typer.Option(INSPECT_CHARS, "--chars", metavar="N", min=1, max=MAX_INSPECT_CHARS,
                               help="Inspect the first N characters of the text (one stream, state carried)."),
@@ -34,6 +34,7 @@ def inspect(
                              "the feature table, gate saturation, the loss curve. #unit=L:N[:c] in its URL picks "
                              "a unit.", show_default=False),
     unknown: Unknown = unknown_option(),
+    encoding: str = encoding_option(),
     cache_dir: str = cache_dir_option(),
 ) -> None:
     """Which units of the model follow which feature of TEXT (Pearson r), and how saturated its gates are."""
@@ -50,7 +51,7 @@ def inspect(
         picked = units.parse(unit, mc) if unit is not None else None
     except ValueError as e:
         fail(str(e), 2)
-    ids, lut = _model_ids(load_corpus(text, cache_dir), ckpt.vocab, Unknown(unknown).value, cache_dir)
+    ids, lut = _model_ids(load_corpus(text, cache_dir, encoding=encoding), ckpt.vocab, Unknown(unknown).value, cache_dir)
     head = ids[:chars] if lut is None else lut[ids[:chars]]
     if len(head) < 2:
         fail(f"{text} has {len(head)} character(s) the model can read; inspect needs at least 2")

@@ -44,7 +44,7 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
         "as_json": PRINTED, "show": PRINTED, "show_chars": PRINTED,
     },
     "inspect": {
-        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "chars": TEXT,
+        "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "chars": TEXT, "encoding": TEXT,
         "top": PRINTED, "as_json": PRINTED, "unit": PRINTED, "html": PRINTED,
     },
 }
