@@ -56,7 +56,7 @@ def inspect(
     if len(head) < 2:
         fail(f"{text} has {len(head)} character(s) the model can read; inspect needs at least 2")
     shown = Vocab(ckpt.vocab).decode(head)
-    page = view.page_plan(mc, len(head)) if html else None
+    page = view.page_plan(mc, shown) if html else None
     result = run(ckpt.params, mc, head, shown, record=[picked] if picked else (),
                  head=page.head if page else 0, guesses=page.guesses if page else 0)
     name = "stdin" if text == "-" else text

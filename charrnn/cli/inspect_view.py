@@ -138,10 +138,10 @@ def show_unit(text: str, result, unit, mc, as_json: bool) -> None:
         f"{best} best (r = {rs[best]:+.3f})")
 
 
-def page_plan(mc, chars: int):
+def page_plan(mc, text: str):
     from charrnn.probe.page import plan
 
-    return plan(mc, chars)
+    return plan(mc, text)
 
 
 def write_page(path: str, ckpt, ckpt_path: str, name: str, text: str, ids, result, plan) -> None:
