@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, say, text_argument
+from charrnn.cli.common import BUNDLED, CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, text_argument
 from charrnn.cli.corpus_io import Unknown, cache_dir_option, encoding_option, load_corpus, unknown_option
 from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS
 
@@ -51,7 +51,8 @@ def inspect(
         picked = units.parse(unit, mc) if unit is not None else None
     except ValueError as e:
         fail(str(e), 2)
-    ids, lut = _model_ids(load_corpus(text, cache_dir, encoding=encoding), ckpt.vocab, Unknown(unknown).value, cache_dir)
+    corpus = load_corpus(text, cache_dir, encoding=encoding)
+    ids, lut = _model_ids(corpus, ckpt.vocab, Unknown(unknown).value, cache_dir)
     head = ids[:chars] if lut is None else lut[ids[:chars]]
     if len(head) < 2:
         fail(f"{text} has {len(head)} character(s) the model can read; inspect needs at least 2")
@@ -59,12 +60,12 @@ def inspect(
     page = view.page_plan(mc, shown) if html else None
     result = run(ckpt.params, mc, head, shown, record=[picked] if picked else (),
                  head=page.head if page else 0, guesses=page.guesses if page else 0)
-    name = "stdin" if text == "-" else text
+    name, model = "stdin" if text == "-" else text, "the bundled model" if path == BUNDLED else str(path)
     if html:
-        view.write_page(html, ckpt, str(path), name, shown, head, result, page)
+        view.write_page(html, ckpt, model, name, shown, head, result, page)
     if picked is not None:
         view.show_unit(shown, result, picked, mc, as_json)
     elif as_json:
-        view.print_json(result, mc, top, str(path), name)
+        view.print_json(result, mc, top, model, name)
     else:
-        view.print_tables(result, mc, top, str(path), name)
+        view.print_tables(result, mc, top, model, name)
