@@ -55,14 +55,28 @@ class EvalResult:
         return math.exp(min(self.nats_per_char, 700.0))
 
 
+# The shortest stream evaluate() cuts, in characters. Each stream starts from the zero state, and the first
+# characters of a stream are scored before the model has any context, so many short streams score a text worse
+# than it reads (README.md, "eval"); a text under twice this is one stream.
+MIN_STREAM = 1000
+
+
+def eval_streams(n_chars: int, batch: int, max_chars: int | None = None, min_stream: int = MIN_STREAM) -> int:
+    """How many streams evaluate() cuts n_chars characters into: `batch` at most, and none shorter than
+    `min_stream` characters (of the max_chars scored, when that bounds the work); at least one."""
+    scored = min(n_chars, max_chars) if max_chars else n_chars
+    return max(1, min(batch, scored // max(min_stream, 2)))
+
+
 def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAULT_BATCH, seq: int = 64,
              max_chars: int | None = None, lut: np.ndarray | None = None, progress=None,
-             score=None) -> EvalResult:
+             score=None, min_stream: int = MIN_STREAM) -> EvalResult:
     """Mean loss over ids (L,): B contiguous streams with carried state; every character but a stream's first counts.
 
-    B is `batch`, or fewer for short texts (each stream needs two characters). Validation uses this function too.
-    `max_chars` bounds the work on a long text: every stream is cut to its first S = max_chars // B characters,
-    a fixed part spread over the whole text, the same every time (None or 0: all of it). `lut` (V_text,) maps the
+    B is `batch`, or fewer so that no stream is shorter than `min_stream` characters (see eval_streams: a short
+    text is one stream). Validation uses this function too. `max_chars` bounds the work on a long text: every
+    stream is cut to its first S = max_chars // B characters, a fixed part spread over the whole text, the same
+    every time (None or 0: all of it). `lut` (V_text,) maps the
     text's ids to the model's, chunk by chunk, so a memory-mapped text is never copied whole. `progress(done,
     total)` hears the characters scored after every chunk. The streams go through in chunks of `seq` steps (64: a
     chunk's gate arrays stay small; 256 measured the same or slower for an LSTM 2x256); the result does not
@@ -71,7 +85,7 @@ def evaluate(params: dict, mc: ModelConfig, ids: np.ndarray, batch: int = DEFAUL
     """
     if len(ids) < 2:
         raise ValueError("the text must have at least 2 characters to be scored")
-    B = max(1, min(batch, len(ids) // 2))
+    B = eval_streams(len(ids), batch, max_chars, min_stream)
     streams = data.streams(ids, B)  # (B,S) a view: nothing is copied
     if max_chars and streams.size > max_chars:
         streams = streams[:, :max(2, max_chars // B)]  # (B,S') the head of every stream

@@ -120,16 +120,16 @@ def test_val_chars_bounds_validation_to_a_fixed_part_and_is_reported(corpus, tmp
     assert result.exit_code == 0, result.stderr
     ckpt = load(out)
     assert ckpt.train_config.val_chars == 40
-    assert ckpt.meta["val_chars"] == 4 * (10 - 1)  # 4 streams cut to their first 40 // 4 characters
-    assert "val chars" in result.stderr and "36 of" in result.stderr
+    assert ckpt.meta["val_chars"] == 40 - 1  # the first 40 characters, one stream (no stream under 1,000)
+    assert "val chars" in result.stderr and "39 of" in result.stderr
     info = json.loads(cli("info", "-c", out, "--json").stdout)
-    assert info["val_chars"] == 36
+    assert info["val_chars"] == 39
     conflict = cli("train", corpus, "-o", out, "--resume", "--steps", "6", "--val-chars", "80")
     assert conflict.exit_code == 1 and "--val-chars" in conflict.stderr
     whole = tmp_path / "whole.npz"
     assert cli("train", corpus, "-o", whole, *TINY, "--steps", "2", "--val-frac", "0.2").exit_code == 0
     n_val = round(len(TEXT) * 0.2)
-    assert load(whole).meta["val_chars"] == 4 * (n_val // 4 - 1)  # a small split is scored whole, as before
+    assert load(whole).meta["val_chars"] == n_val - 1  # a small split is scored whole, in one stream
 
 
 @pytest.fixture

@@ -64,20 +64,37 @@ def test_eval_json_matches_the_training_evaluation(ckpt, text_file):
     assert report["nats_per_char"] == want.nats_per_char
     assert report["bits_per_char"] == pytest.approx(want.nats_per_char / math.log(2))
     assert report["perplexity"] == pytest.approx(math.exp(want.nats_per_char))
-    assert (report["chars"], report["streams"]) == (want.chars, 32) == (32 * (len(TEXT) // 32 - 1), 32)
+    assert (report["chars"], report["streams"]) == (want.chars, 1) == (len(TEXT) - 1, 1)  # under 2,000: one stream
     assert report["nats_per_char"] < math.log(len(c.vocab))
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_eval_batch_sets_the_streams(ckpt, text_file, batch):
-    report = json.loads(cli("eval", text_file, "-c", ckpt, "--json", "--batch", batch).stdout)
-    assert report["streams"] == batch and report["chars"] == batch * (len(TEXT) // batch - 1)
+def test_eval_batch_sets_the_streams(ckpt, tmp_path, batch):
+    text = TEXT * 5  # 3,000 characters and more: room for three streams of 1,000
+    (tmp_path / "t.txt").write_text(text)
+    report = json.loads(cli("eval", tmp_path / "t.txt", "-c", ckpt, "--json", "--batch", batch).stdout)
+    assert report["streams"] == batch and report["chars"] == batch * (len(text) // batch - 1)
 
 
-def test_eval_of_a_short_text_uses_fewer_streams(ckpt, tmp_path):
-    (tmp_path / "t.txt").write_text("the cat")
-    report = json.loads(cli("eval", tmp_path / "t.txt", "-c", ckpt, "--json").stdout)
-    assert (report["streams"], report["chars"]) == (3, 3)
+@pytest.mark.parametrize("n, streams", [(87, 1), (1999, 1), (2000, 2), (5_000, 5), (1_000_000, 32)])
+def test_eval_cuts_no_stream_shorter_than_1000_characters(ckpt, tmp_path, n, streams):
+    """A short text is one stream (scored as the model reads it, from its start); a longer one gets a stream per
+    1,000 characters, up to --batch 32; `streams` and `chars` say what was scored."""
+    text = (TEXT * (n // len(TEXT) + 1))[:n]
+    (tmp_path / "t.txt").write_text(text)
+    result = cli("eval", tmp_path / "t.txt", "-c", ckpt, "--json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["streams"], report["chars"]) == (streams, streams * (n // streams - 1))
+    if n < 5_000:
+        c = load(ckpt)
+        one = evaluate(c.params, c.model_config, data.Vocab(c.vocab).encode(text), batch=1)
+        assert streams > 1 or report["nats_per_char"] == one.nats_per_char
+
+
+def test_eval_of_one_character_is_an_error(ckpt, tmp_path):
+    (tmp_path / "t.txt").write_text("t")
+    assert "at least 2 characters" in error_line(cli("eval", tmp_path / "t.txt", "-c", ckpt, "--json"), 1)
 
 
 def test_eval_table_and_stdin(ckpt, text_file):

@@ -229,14 +229,15 @@ def test_bounded_evaluation_scores_the_head_of_every_stream_and_maps_ids_per_chu
     ids = lut[np.asarray(own.ids)]  # (L,) the model's ids, in memory
     B, bound = 4, 200
     head = data.streams(ids, B)[:, :bound // B]  # (B, 50) what a bounded validation scores
-    want = evaluate(params, mc, head.ravel(), B, seq=7)
-    for got in (evaluate(params, mc, ids, B, seq=7, max_chars=bound),
-                evaluate(params, mc, own.ids, B, seq=7, max_chars=bound, lut=lut)):
+    want = evaluate(params, mc, head.ravel(), B, seq=7, min_stream=2)
+    for got in (evaluate(params, mc, ids, B, seq=7, max_chars=bound, min_stream=2),
+                evaluate(params, mc, own.ids, B, seq=7, max_chars=bound, lut=lut, min_stream=2)):
         assert (got.chars, got.streams) == (B * (bound // B - 1), B)
         assert got.nats_per_char == pytest.approx(want.nats_per_char, rel=1e-12)
-    whole = evaluate(params, mc, own.ids, B, seq=7, lut=lut)
+    whole = evaluate(params, mc, own.ids, B, seq=7, lut=lut, min_stream=2)
     assert whole.chars == B * (len(ids) // B - 1)
-    assert whole.nats_per_char == pytest.approx(evaluate(params, mc, ids, B, seq=7).nats_per_char, rel=1e-12)
+    straight = evaluate(params, mc, ids, B, seq=7, min_stream=2)
+    assert whole.nats_per_char == pytest.approx(straight.nats_per_char, rel=1e-12)
 
 
 def test_a_file_changed_during_preparation_leaves_no_entry(tmp_path, cache, monkeypatch):

@@ -11,7 +11,7 @@ from charrnn import checkpoint, data, model, train
 from charrnn.corpus import Corpus
 from charrnn.config import DEFAULT_STEPS, ModelConfig, TrainConfig
 from charrnn.optim import learning_rate
-from charrnn.train import Diverged, EvalResult, Run, evaluate, fit_batch, trained_chars
+from charrnn.train import Diverged, EvalResult, Run, eval_streams, evaluate, fit_batch, trained_chars
 
 WORDS = "the cat sat on a mat , and a dog ran to the cat . then they slept".split()
 TEXT = " ".join(random.Random(0).choices(WORDS, k=180)) + "\n"  # ~680 characters, 19 distinct
@@ -74,7 +74,7 @@ def test_a_short_corpus_trains_with_fewer_streams():
 def test_evaluate_equals_one_pass_over_each_whole_stream():
     run = make_run(dtype="float64")
     ids = data.Vocab(run.vocab).encode(TEXT)
-    result = evaluate(run.params, run.mc, ids, batch=3, seq=7)  # chunks of 7 with the state carried across
+    result = evaluate(run.params, run.mc, ids, batch=3, seq=7, min_stream=2)  # chunks of 7, the state carried
     streams = data.streams(ids, 3)  # (3,S)
     total, _ = model.loss(run.params, run.mc, streams[:, :-1], streams[:, 1:], model.init_state(run.mc, 3, np.float64))
     assert result.streams == 3 and result.chars == 3 * (streams.shape[1] - 1)
@@ -86,10 +86,26 @@ def test_evaluate_equals_one_pass_over_each_whole_stream():
 def test_evaluate_uses_fewer_streams_for_short_texts_and_needs_two_characters():
     run = make_run()
     ids = data.Vocab(run.vocab).encode("the cat")
-    assert evaluate(run.params, run.mc, ids, batch=32).streams == 3  # each stream needs two characters
+    assert evaluate(run.params, run.mc, ids, batch=32, min_stream=2).streams == 3  # a stream needs 2 characters
+    assert evaluate(run.params, run.mc, ids, batch=32) == evaluate(run.params, run.mc, ids, batch=1)  # one stream
     assert evaluate(run.params, run.mc, ids[:2], batch=32) == evaluate(run.params, run.mc, ids[:2], batch=1)
     with pytest.raises(ValueError, match="at least 2 characters"):
         evaluate(run.params, run.mc, ids[:1])
+
+
+@pytest.mark.parametrize("n, batch, max_chars, streams", [
+    (1, 32, None, 1), (87, 32, None, 1), (1_999, 32, None, 1), (2_000, 32, None, 2), (5_000, 32, None, 5),
+    (1_000_000, 32, None, 32), (1_000_000, 8, None, 8), (1_000_000, 32, 4_000, 4), (1_000_000, 32, 250_000, 32),
+    (3_000, 32, 250_000, 3)])
+def test_eval_streams_are_never_shorter_than_1000_characters(n, batch, max_chars, streams):
+    assert eval_streams(n, batch, max_chars) == streams
+
+
+def test_a_bounded_evaluation_of_a_long_split_keeps_its_streams_1000_characters_long():
+    run = make_run()
+    ids = np.resize(data.Vocab(run.vocab).encode(TEXT), 100_000)
+    result = evaluate(run.params, run.mc, ids, batch=32, max_chars=4_000)  # 4 streams, the first 1,000 of each
+    assert (result.streams, result.chars) == (4, 4 * 999)
 
 
 def test_initial_validation_loss_is_about_ln_v():

@@ -22,9 +22,9 @@ def evaluate(
     text: list[str] = paths_argument("Text to score."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
-    batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams, each with "
-                              "its own carried state (fewer for short texts); every character but a stream's first "
-                              "is scored."),
+    batch: int = typer.Option(DEFAULT_BATCH, "--batch", min=1, max=MAX_BATCH, help="Contiguous streams at most, each "
+                              "with its own carried state (fewer for short texts: no stream is shorter than 1,000 "
+                              "characters); every character but a stream's first is scored."),
     unknown: Unknown = unknown_option(),
     include: list[str] = include_option(),
     encoding: str = encoding_option(),
