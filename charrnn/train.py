@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from charrnn import data, model
+from charrnn import data, history, model
 from charrnn.checkpoint import Checkpoint
 from charrnn.config import DEFAULT_BATCH, DEFAULT_STEPS, ModelConfig, TrainConfig
 from charrnn.corpus import Corpus, to_vocab
@@ -171,8 +171,15 @@ class RunState:
     best_val_loss: float | None = None
     best_step: int | None = None
     bad_evals: int = 0  # validations since the last improvement
-    history: list = field(default_factory=list)  # one dict per validation (or eval_every steps)
-    window: list = field(default_factory=list)  # training losses since the last history entry
+    history: list = field(default_factory=list)  # one dict per validation (or eval_every steps), thinned
+    history_every: int = 1  # history keeps the rows whose n is a multiple of this (see history.py)
+    validations: int = 0  # history rows ever made: the next one's n
+    window_sum: float = 0.0  # training losses since the last history row: their sum and count
+    window_n: int = 0
+    curve: list = field(default_factory=list)  # [step, mean training loss] points from step 1 (history.py)
+    curve_every: int = 1  # steps per curve point
+    curve_sum: float = 0.0  # the curve's unfinished interval: sum and count of its losses
+    curve_n: int = 0
     corpus_sha256: str = ""
     corpus_chars: int = 0
     corpus_files: int | None = None  # files the corpus was read from (None: a checkpoint from before it was kept)
@@ -184,16 +191,24 @@ class RunState:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
-        """From a checkpoint's meta: unknown keys ignored, missing ones default (older files); ValueError when a
-        count is not a non-negative integer."""
+        """From a checkpoint's meta: unknown keys ignored, missing ones default (older files: a list `window` of
+        losses becomes its sum and count); ValueError when a count is not a non-negative integer."""
         names = {f.name for f in dataclasses.fields(cls)}
         state = cls(**{k: v for k, v in d.items() if k in names})
-        for name in ("step", "cursor", "epochs_done", "chars", "bad_evals"):
+        if isinstance(d.get("window"), list) and "window_n" not in d:
+            state.window_sum, state.window_n = float(sum(d["window"])), len(d["window"])
+        if "validations" not in d and isinstance(state.history, list):
+            state.validations = len(state.history)
+        for name in ("step", "cursor", "epochs_done", "chars", "bad_evals", "window_n", "curve_n", "validations"):
             value = getattr(state, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"meta {name} must be a non-negative integer, got {value!r}")
-        if not isinstance(state.history, list) or not isinstance(state.window, list):
-            raise ValueError("meta history and window must be lists")
+        for name in ("curve_every", "history_every"):
+            value = getattr(state, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"meta {name} must be a positive integer, got {value!r}")
+        if not isinstance(state.history, list) or not isinstance(state.curve, list):
+            raise ValueError("meta history and curve must be lists")
         return state
 
 
@@ -337,7 +352,7 @@ class Run:
         if m.cursor == self.per_epoch:
             m.cursor, m.epochs_done = 0, m.epochs_done + 1
             self.engine.reset_state()
-        m.window.append(loss)
+        history.add_loss(m, loss)
 
     def validate(self) -> float:
         """Validation loss (nats/char) of the latest weights; tracks the best weights and patience."""
@@ -380,10 +395,9 @@ class Run:
     def _record(self, val: float | None, lr: float) -> None:
         """One history entry: mean training loss since the last entry, validation loss, position, time."""
         m = self.meta
-        m.history.append({"step": m.step, "epoch": round(m.epochs_done + m.cursor / self.per_epoch, 4),
-                          "chars": m.chars, "elapsed": round(m.elapsed, 3),
-                          "loss": float(np.mean(m.window)) if m.window else None, "val_loss": val, "lr": lr})
-        m.window.clear()
+        history.add_row(m, {"step": m.step, "epoch": round(m.epochs_done + m.cursor / self.per_epoch, 4),
+                            "chars": m.chars, "elapsed": round(m.elapsed, 3), "loss": history.window_mean(m),
+                            "val_loss": val, "lr": lr})
 
     def steps(self, interrupted: Callable[[], bool] | None = None) -> Iterator[Step]:
         """Train until a bound is reached, yielding after every optimizer step. Raises Diverged.

@@ -76,9 +76,9 @@ def test_file_is_plain_pickle_free_npz(tmp_path):
 
 def test_numpy_scalars_in_meta_become_json(tmp_path):
     ckpt = make_ckpt()
-    ckpt.meta = {"step": np.int64(3), "loss": np.float32(0.5), "curve": np.arange(3)}
+    ckpt.meta = {"step": np.int64(3), "loss": np.float32(0.5), "series": np.arange(3)}
     save(tmp_path / "m.npz", ckpt)
-    assert load(tmp_path / "m.npz").meta == {"step": 3, "loss": 0.5, "curve": [0, 1, 2]}
+    assert load(tmp_path / "m.npz").meta == {"step": 3, "loss": 0.5, "series": [0, 1, 2]}
 
 
 def test_path_without_suffix_is_written_as_is(tmp_path):

@@ -490,7 +490,8 @@ def checkpoint_arrays_equal(a, b):
         if k != "meta":
             assert ga[k].dtype == gb[k].dtype and np.array_equal(ga[k], gb[k]), k
     ma, mb = jsonof(a, "meta"), jsonof(b, "meta")
-    for k in ("step", "cursor", "epochs_done", "chars", "best_val_loss", "best_step", "rng"):
+    for k in ("step", "cursor", "epochs_done", "chars", "best_val_loss", "best_step", "rng", "curve", "curve_sum",
+              "curve_every", "window_sum", "history_every"):
         assert ma[k] == mb[k], k
 
 

@@ -263,7 +263,8 @@ def assert_same_run(a: Run, b: Run):
     assert ca.resume.keys() == cb.resume.keys()
     for k in ca.resume:
         np.testing.assert_array_equal(ca.resume[k], cb.resume[k], err_msg=k)
-    keys = ("step", "cursor", "epochs_done", "chars", "best_val_loss", "best_step", "bad_evals", "rng")
+    keys = ("step", "cursor", "epochs_done", "chars", "best_val_loss", "best_step", "bad_evals", "rng", "curve",
+            "curve_every", "curve_sum", "curve_n", "window_sum", "window_n", "history_every", "validations")
     assert {k: ca.meta[k] for k in keys} == {k: cb.meta[k] for k in keys}
     strip = [{k: v for k, v in h.items() if k != "elapsed"} for h in ca.meta["history"]]
     assert strip == [{k: v for k, v in h.items() if k != "elapsed"} for h in cb.meta["history"]]
@@ -357,8 +358,10 @@ def test_the_run_state_is_the_checkpoints_meta_and_an_older_meta_still_resumes(t
     ckpt = first.checkpoint()
     assert ckpt.meta == dict(first.meta.to_dict(), rng=first.rng.bit_generator.state)
     assert train.RunState.from_dict(ckpt.meta) == first.meta
-    older = {k: v for k, v in ckpt.meta.items() if k not in ("window", "val_chars", "corpus_chars")}
-    ckpt.meta = dict(older, some_future_key=1)
+    later = ("val_chars", "corpus_chars", "window_sum", "window_n", "curve", "curve_every", "curve_sum", "curve_n",
+             "history_every", "validations")
+    older = {k: v for k, v in ckpt.meta.items() if k not in later}
+    ckpt.meta = dict(older, window=[first.meta.window_sum], some_future_key=1)  # a list of losses, as before
     resumed = run_to_end(make_run(**kw, resume=ckpt))
     assert_params_equal(resumed.params, straight.params)
 

@@ -125,7 +125,7 @@ def config_problem(mc, tc) -> str | None:
 
 # ------------------------------------------------------------------------------------------------------ meta
 
-_HISTORY_KEYS = {"step": "int", "chars": "int", "epoch": "real", "elapsed": "real", "loss": "real",
+_HISTORY_KEYS = {"step": "int", "n": "int", "chars": "int", "epoch": "real", "elapsed": "real", "loss": "real",
                  "val_loss": "real", "lr": "real"}
 
 
@@ -141,6 +141,17 @@ def _history_problem(history) -> str | None:
                        else real_problem(f"meta.history[{i}].{key}", value, -INF, INF, True, True, optional=True))
             if problem:
                 return problem
+    return None
+
+
+def _curve_problem(curve) -> str | None:
+    """The training-loss curve: [step, finite loss] pairs."""
+    if not isinstance(curve, list):
+        return f"meta.curve must be a list, got {show(curve)}"
+    for i, point in enumerate(curve):
+        if (not isinstance(point, list) or len(point) != 2 or int_problem("", point[0], 0, MAX_COUNT)
+                or real_problem("", point[1], -INF, INF, True, True)):
+            return f"meta.curve[{i}] must be a [step, finite loss] pair, got {show(point)}"
     return None
 
 
@@ -199,6 +210,14 @@ _META_CHECKS = {
     "best_val_loss": lambda w, v: real_problem(w, v, -INF, INF, True, True, optional=True),
     "corpus_sha256": lambda w, v: None if isinstance(v, str) and len(v) <= 128 else f"{w} must be a short string",
     "history": lambda w, v: _history_problem(v),
+    "curve": lambda w, v: _curve_problem(v),
+    "curve_every": lambda w, v: int_problem(w, v, 1, MAX_COUNT),
+    "history_every": lambda w, v: int_problem(w, v, 1, MAX_COUNT),
+    "curve_n": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
+    "window_n": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
+    "validations": lambda w, v: int_problem(w, v, 0, MAX_COUNT),
+    "curve_sum": lambda w, v: real_problem(w, v, -INF, INF, True, True),
+    "window_sum": lambda w, v: real_problem(w, v, -INF, INF, True, True),
     "window": lambda w, v: (None if isinstance(v, list) and not any(real_problem("", x, -INF, INF, True, True)
                                                                      for x in v)
                             else f"{w} must be a list of finite numbers"),

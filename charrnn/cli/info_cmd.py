@@ -26,12 +26,15 @@ def info(
 ) -> None:
     """Format version, cell, sizes, parameter count, vocabulary, training steps, seed, validation, curve."""
     from charrnn.checkpoint import describe
+    from charrnn.history import curve_points
 
     path = checkpoint_path(checkpoint)
     ckpt = open_checkpoint(path)
     summary = describe(ckpt)
     summary["corpus_chars"] = ckpt.meta.get("corpus_chars")
     summary["corpus_files"] = ckpt.meta.get("corpus_files")  # None in checkpoints from before it was kept
+    summary["curve"] = curve_points(ckpt.meta)  # [step, mean training loss] from step 1 (none in older files)
+    summary["curve_every"] = ckpt.meta.get("curve_every") if summary["curve"] else None  # steps per curve point
     history = summary["history"]
     summary["best_step"], _ = _best(summary)
     summary["elapsed"] = history[-1].get("elapsed") if history else None  # seconds of training, resumes included
@@ -42,7 +45,7 @@ def info(
 
     console = Console(highlight=False)
     console.print(_facts(str(path), summary))
-    if history:
+    if history or summary["curve"]:
         console.print()
         console.print(_curves(history, summary, console.width))
 
@@ -106,15 +109,22 @@ def _curves(history: list[dict], s: dict, width: int):
         rows = [(h["step"], h[key]) for h in history if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
         return [r[0] for r in rows], [r[1] for r in rows]
 
-    train, val = Series("train", *finite("loss"), style="cyan"), Series("val", *finite("val_loss"), style="magenta",
-                                                                         glyph="•")
+    curve = [(x, y) for x, y in s["curve"] if math.isfinite(y)]
+    if curve:  # from step 1, finer than validation
+        train = Series("train", [p[0] for p in curve], [p[1] for p in curve], style="cyan")
+        every = s["curve_every"] or 1
+        grain = f" (step 1, then the mean over every {every:,} steps)" if every > 1 else " (every step)"
+    else:  # an older checkpoint: one mean per validation interval
+        train, grain = Series("train", *finite("loss"), style="cyan"), " (mean per validation interval)"
+    val = Series("val", *finite("val_loss"), style="magenta", glyph="•")
     mark = None
-    legend = Text("loss curves: nats/char against steps\n", style="bold")
-    legend.append("⣀⡠ training", style="cyan").append(" (mean per interval)")
+    first = min(train.xs + val.xs) if train.xs or val.xs else 0
+    legend = Text(f"loss curves: nats/char against steps, from step {first:,}\n", style="bold")
+    legend.append("⣀⡠ training", style="cyan").append(grain)
     if val.xs:
         legend.append("  ").append("• validation", style="magenta")
     if s["best_step"] is not None:
         mark = (s["best_step"], s["best_val_loss"], "◆", "bold red")
         legend.append("  ").append(f"◆ best {s['best_val_loss']:.4f} at step {s['best_step']:,}", style="bold red")
     width = max(min(width, 100), 40)
-    return Group(legend, plot([train, val], width=width, height=10, mark=mark, y_format="{:.3f}"))
+    return Group(legend, plot([train, val], width=width, height=10, mark=mark, y_format="{:.3f}", x_label="step"))

@@ -44,12 +44,13 @@ def _line(x0: int, y0: int, x1: int, y1: int):
 
 
 def plot(series: list[Series], width: int, height: int = 10, mark: tuple[float, float, str, str] | None = None,
-         y_format: str = "{:.2f}", x_format: str = "{:,.0f}", x_range=None, y_range=None):
+         y_format: str = "{:.2f}", x_format: str = "{:,.0f}", x_range=None, y_range=None, x_label: str = ""):
     """The series drawn in `width` x `height` cells (labels included) -> a rich Text of height + 2 lines.
 
     `mark` is (x, y, glyph, style): one point drawn over the lines. The y axis spans the data (every series),
-    the x axis from the smallest to the largest x; its first and last values are written under it. A given
-    x_range or y_range (lo, hi) fixes an axis instead (a scatter of fractions: (0, 1)).
+    the x axis from the smallest to the largest x; its first and last values are written under it, each after
+    `x_label` (e.g. "step 1 ... step 400") when there is room. A given x_range or y_range (lo, hi) fixes an axis
+    instead (a scatter of fractions: (0, 1)).
     """
     from rich.text import Text
 
@@ -96,6 +97,8 @@ def plot(series: list[Series], width: int, height: int = 10, mark: tuple[float, 
         text.append("\n")
     text.append(" " * pad + " └" + "─" * cols + "\n", style="dim")
     first, last = x_format.format(x_lo), x_format.format(x_hi)
+    if x_label and len(first) + len(last) + 2 * len(x_label) + 4 <= cols:
+        first, last = f"{x_label} {first}", f"{x_label} {last}"
     gap = max(cols - len(first) - len(last) + 2, 1)
     text.append(" " * pad + first.rjust(2) + " " * gap + last, style="dim")
     return text
