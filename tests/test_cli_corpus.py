@@ -159,9 +159,9 @@ def test_eval_unknown_error_and_skip(model, tmp_path, monkeypatch, disk):
     odd.write_text(TEXT[:300] + "é ö ✓ é" + TEXT[300:600], encoding="utf-8")
     error = cli("eval", odd, "-c", model)
     assert error.exit_code == 1 and error.stdout == ""
-    assert "3 character(s)" in error.stderr and "4 times" in error.stderr and ": é ö ✓;" in error.stderr
+    assert "3 character(s)" in error.stderr and "4 times" in error.stderr and ": 'é', 'ö', '✓';" in error.stderr
     skipped = cli("eval", odd, "-c", model, "--json", "--unknown", "skip")
-    assert "skipped 4 occurrence(s) of 3 character(s)" in skipped.stderr and "é ö ✓" in skipped.stderr
+    assert "skipped 4 occurrence(s) of 3 character(s)" in skipped.stderr and "'é', 'ö', '✓'" in skipped.stderr
     clean = tmp_path / "clean.txt"
     clean.write_text(TEXT[:300] + "   " + TEXT[300:600], encoding="utf-8")  # what is left: the spaces stay
     assert scored(skipped) == scored(cli("eval", clean, "-c", model, "--json"))
@@ -171,7 +171,7 @@ def test_eval_unknown_error_and_skip(model, tmp_path, monkeypatch, disk):
 def test_sample_unknown_error_and_skip(model):
     error = cli("sample", "-c", model, "--prefix", "the ✓ cat é", "-n", "5", "-t", "0")
     assert error.exit_code == 1 and error.stdout == ""
-    assert ": é ✓;" in error.stderr and "--unknown skip" in error.stderr
+    assert ": 'é', '✓';" in error.stderr and "--unknown skip" in error.stderr
     skipped = cli("sample", "-c", model, "--prefix", "the ✓ cat é", "-n", "5", "-t", "0", "--unknown", "skip")
     assert skipped.exit_code == 0, skipped.stderr
     plain = cli("sample", "-c", model, "--prefix", "the  cat ", "-n", "5", "-t", "0")

@@ -171,7 +171,16 @@ def test_missing_default_checkpoint_says_how_to_train(tmp_path, monkeypatch):
 def test_unknown_prefix_characters_exit_1_naming_them(ckpt_path):
     result = cli(ckpt_path, "--prefix", "hello QZ", "--stop", "Q", "--beam", "2", "-t", "0")  # no notes first
     assert result.exit_code == 1 and result.stdout == ""
-    assert ": Q Z;" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert ": 'Q', 'Z';" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("prefix, named", [
+    ('said "hi"', """: '"';"""), ("it's", """: "'";"""), ("a\u00a0b\tc", ": U+0009 (tab), U+00A0 (no-break space);"),
+    ("here\u200bwhere", ": U+200B (zero width space);"), ("a\u0085b", ": U+0085;")])
+def test_unknown_prefix_characters_are_quoted_or_named_so_a_quote_or_a_space_reads(ckpt_path, prefix, named):
+    result = cli(ckpt_path, "--prefix", prefix)
+    assert result.exit_code == 1 and result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert named in result.stderr, result.stderr
 
 
 def test_prefix_dash_reads_stdin_in_cli_runner(ckpt_path):

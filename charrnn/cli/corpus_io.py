@@ -95,10 +95,24 @@ def cache_dir_option():
     return typer.Option(None, "--cache-dir", metavar="DIR", help=CACHE_HELP, show_default=False)
 
 
+CONTROL_NAMES = {"\t": "tab", "\n": "line feed", "\r": "carriage return", "\x0b": "vertical tab",
+                 "\x0c": "form feed", "\x00": "NUL", "\x1b": "escape", "\x7f": "delete"}
+
+
+def name_char(c: str) -> str:
+    """One character as a message names it: quoted as Python quotes it ('é', '"', "'"), so that a quote reads as
+    one; an invisible one (a space, a control, a format character) as U+XXXX and its name: U+00A0 (no-break space)."""
+    if c.isprintable() and not c.isspace():
+        return repr(c)
+    import unicodedata
+
+    name = CONTROL_NAMES.get(c) or unicodedata.name(c, "").lower()
+    return f"U+{ord(c):04X}" + (f" ({name})" if name else "")
+
+
 def name_chars(chars: list[str], most: int = 20) -> str:
-    """Characters as themselves, space-separated; invisible ones (controls, spaces) as U+XXXX."""
-    shown_ = [c if c.isprintable() and not c.isspace() else f"U+{ord(c):04X}" for c in chars[:most]]
-    return " ".join(shown_) + (f" and {len(chars) - most} more" if len(chars) > most else "")
+    """Characters as name_char shows them, comma-separated, at most `most` of them."""
+    return ", ".join(map(name_char, chars[:most])) + (f" and {len(chars) - most} more" if len(chars) > most else "")
 
 
 def unknown_message(chars: list[str], count: int, what: str) -> str:
