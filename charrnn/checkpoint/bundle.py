@@ -2,7 +2,7 @@
 configs and the run's story (meta, its curve), without what only a resume needs.
 
 Dropped: the `resume/` training state (latest weights, optimizer moments, carried state: three times the weights),
-and meta's `rng` and `window` (the generator's state and the losses since the last history entry). The result
+and the meta only a resume reads (RUN_ONLY_META). The history and the curve stay. The result
 samples, evaluates, shows its curve in `charrnn info` and can seed a new run (`train --init-from`), but cannot be
 resumed. With float16=True the weights are stored as float16 (half the bytes; load() upcasts them to float32, so
 every weight is off by at most its float16 rounding, a relative 2**-11).
@@ -17,7 +17,8 @@ import numpy as np
 from charrnn.checkpoint.files import load, save
 from charrnn.checkpoint.record import Checkpoint, CheckpointError
 
-RUN_ONLY_META = ("rng", "window")  # meta that only a resume reads
+# meta that only a resume reads: the generator's state and the unfinished intervals of the history and the curve
+RUN_ONLY_META = ("rng", "window", "window_sum", "window_n", "curve_sum", "curve_n")
 FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
