@@ -147,6 +147,8 @@ def main(argv=None) -> int:
     corpus.write_text(text, encoding="utf-8")
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                platform.processor())
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, at {commit.stdout.strip() or 'an unknown commit'}")
     print(f"machine: {cpu}, {os.cpu_count()} cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"text: {corpus}, {len(text):,} characters, {len(set(text))} distinct, sha256 "
           f"{hashlib.sha256(text.encode()).hexdigest()[:16]}, from pydoc_data/topics.py of Python "
