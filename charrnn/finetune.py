@@ -31,6 +31,7 @@ ARCHITECTURE = ("cell", "layers", "hidden", "embed")  # what the source fixes; d
 NEW_CHAR_MASS = 1e-4  # at most this much probability in all for the new characters, on the probe (see grow)
 PROBE_CHARS = 1000  # characters the source writes to measure its logits on
 PROBE_SEED = 0
+PROBE_LOGITS = 2**20  # logits one forward of the probe may hold (a vocabulary of 1.1 M: one position at a time)
 
 
 class InitError(ValueError):
@@ -99,11 +100,14 @@ def probe_log_partition(params: dict, mc: ModelConfig, vocab: np.ndarray) -> flo
     cfg = SampleConfig(length=PROBE_CHARS)
     text = "".join(generate(params, mc, vocab, "", cfg, np.random.default_rng(PROBE_SEED)))
     ids = Vocab(vocab).encode(text)[None]  # (1,P)
-    logits, _, _ = model.forward(params, mc, ids, model.init_state(mc, 1, params["decoder.weight"].dtype),
-                                 need_cache=False)  # (P,1,V)
-    z = logits.astype(np.float64).reshape(len(text), -1)  # (P,V)
-    top = z.max(axis=1, keepdims=True)
-    return float((top[:, 0] + np.log(np.exp(z - top).sum(axis=1))).min())
+    state, lowest = model.init_state(mc, 1, params["decoder.weight"].dtype), math.inf
+    step = max(1, PROBE_LOGITS // len(vocab))  # positions per forward, so that memory is bounded for any V
+    for at in range(0, ids.shape[1], step):
+        logits, state, _ = model.forward(params, mc, ids[:, at:at + step], state, need_cache=False)  # (t,1,V)
+        z = logits[:, 0].astype(np.float64)  # (t,V)
+        top = z.max(axis=1)  # (t,)
+        lowest = min(lowest, float((top + np.log(np.exp(z - top[:, None]).sum(axis=1))).min()))
+    return lowest
 
 
 def grow(params: dict, mc: ModelConfig, vocab: np.ndarray, corpus_vocab: np.ndarray, dtype) -> tuple[dict,

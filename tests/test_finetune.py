@@ -113,6 +113,13 @@ def test_predictions_on_text_the_source_knew_barely_move_at_step_0(source):
     assert np.abs(moved - before).max() > 100 * change
 
 
+def test_the_probe_is_scored_in_chunks_with_the_same_result(source, monkeypatch):
+    src = load(source)
+    whole = finetune.probe_log_partition(src.params, src.model_config, src.vocab)
+    monkeypatch.setattr(finetune, "PROBE_LOGITS", 7 * len(src.vocab))  # 7 positions per forward
+    assert finetune.probe_log_partition(src.params, src.model_config, src.vocab) == pytest.approx(whole, abs=1e-5)
+
+
 def test_a_corpus_with_no_new_character_keeps_the_source_exactly(source):
     src = load(source)
     init = finetune.start(str(source), {}, new_corpus(SOURCE_TEXT[:50]).vocab, "float64")
