@@ -140,3 +140,18 @@ def test_a_long_interval_between_validations_is_a_sum_not_a_list():
         m.step = step
         history.add_loss(m, 1.5)
     assert m.window_n == 1_000_000 and len(json.dumps(m.to_dict())) < 20_000
+
+
+@pytest.mark.parametrize("bad", [{"curve": "x"}, {"curve": [[1]]}, {"curve": [[1, float("nan")]]},
+                                 {"curve": [[-1, 2.0]]}, {"curve_every": 0}, {"history_every": True},
+                                 {"curve_n": -1}, {"window_sum": float("inf")}, {"history": [{"n": "1"}]}])
+def test_a_hostile_curve_or_thinning_state_is_refused(tmp_path, bad):
+    from charrnn.checkpoint import CheckpointError
+
+    run = make_run(steps=3)
+    for _ in run.steps():
+        pass
+    ckpt = run.checkpoint()
+    ckpt.meta.update(bad)
+    with pytest.raises(CheckpointError, match="meta"):
+        save(tmp_path / "m.npz", ckpt)
