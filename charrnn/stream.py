@@ -117,38 +117,47 @@ def _decode(decoder, chunk: bytes, at: int, name: str, final: bool = False, enco
     only the pending bytes of a final decode are left)."""
     try:
         return decoder.decode(chunk, final)
-    except UnicodeDecodeError as e:
+    except UnicodeError as e:
+        if not isinstance(e, UnicodeDecodeError) and "does not start with BOM" in str(e):  # utf-16, utf-32
+            raise CorpusError(f"{name} does not start with a byte-order mark, so {encoding} cannot tell its byte "
+                              f"order: give --encoding {encoding}-le or {encoding}-be") from None
+        if not isinstance(e, UnicodeDecodeError):
+            raise CorpusError(f"{name} is not valid {encoding} (near byte {at}: {e})") from None
         bad = e.object[e.start:e.start + 1]
         if encoding != "utf-8":
             raise CorpusError(f"{name} is not valid {encoding} (byte {at + e.start}: {bad!r}); give its encoding "
                               f"with --encoding") from None
         raw, i = (context, max(0, len(context) - len(e.object) + e.start)) if context else (e.object, e.start)
-        guess = guess_encoding(raw, i, at + e.start - i == 0)
+        guess = guess_encoding(raw, i, at + e.start - i)
         hint = (f"it looks like {GUESSES[guess]}: pass --encoding {guess}, or convert it, e.g. with `iconv -f "
                 f"{guess} -t UTF-8`" if guess else "convert it, e.g. with `iconv -t UTF-8`")
         raise CorpusError(f"{name} is not valid UTF-8 (byte {at + e.start}: {bad!r}); {hint}") from None
 
 
-GUESSES = {"utf-16": "UTF-16", "utf-32": "UTF-32", "cp1252": "Windows-1252 (cp1252) or Latin-1 text",
+GUESSES = {"utf-16": "UTF-16", "utf-16-le": "UTF-16 (little-endian, no byte-order mark)",
+           "utf-16-be": "UTF-16 (big-endian, no byte-order mark)", "utf-32": "UTF-32", "cp1252": "Windows-1252 (cp1252) or Latin-1 text",
            "latin-1": "Latin-1 text"}
 _CONTROLS = bytes(set(range(32)) - set(b"\t\n\r\f") | {127})  # bytes that are rare in text in any 8-bit code
 _CP1252_HOLES = b"\x81\x8d\x8f\x90\x9d"  # bytes cp1252 leaves undefined (Latin-1 control characters)
 
 
-def guess_encoding(raw: bytes, at: int, file_start: bool) -> str | None:
-    """What bytes that are not UTF-8 look like, from a window around `at`, the first bad byte: "utf-16" or
-    "utf-32" (a byte-order mark at the start of the file, or a NUL in every other byte), "cp1252" or "latin-1"
-    (text with few control bytes), or None (binary, or nothing it can tell)."""
-    if file_start and raw.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+def guess_encoding(raw: bytes, at: int, start: int = 0) -> str | None:
+    """What bytes that are not UTF-8 look like, from a window around raw[at], the first bad byte (raw[0] is byte
+    `start` of the file): "utf-16" or "utf-32" (a byte-order mark at the start of the file), "utf-16-le" or
+    "utf-16-be" (a NUL in every other byte, the odd ones or the even ones), "cp1252" or "latin-1" (text with few
+    control bytes), or None (binary, or nothing it can tell)."""
+    if start == 0 and raw.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
         return "utf-32"
-    if file_start and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if start == 0 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "utf-16"
-    lo = max(0, at - 4096) & ~1  # (even, so the two halves below keep their parity)
+    lo = max(0, at - 4096)
+    lo += (start + lo) % 2  # the window starts at an even byte of the file
     window = raw[lo:at + 4096]
     if len(window) >= 8:
-        nuls = sorted((window[0::2].count(0), window[1::2].count(0)))
-        if nuls[1] >= 0.3 * len(window) / 2 and nuls[0] <= 0.05 * len(window) / 2:
-            return "utf-16"
+        even, odd = window[0::2].count(0), window[1::2].count(0)  # NULs at even and odd offsets of the file
+        half = len(window) / 2
+        if max(even, odd) >= 0.3 * half and min(even, odd) <= 0.05 * half:
+            return "utf-16-le" if odd > even else "utf-16-be"  # ASCII in UTF-16-LE: the letter, then a NUL
     if len(window) - len(window.translate(None, _CONTROLS)) > len(window) // 100:
         return None  # too many control bytes for text
     return "latin-1" if any(b in window for b in _CP1252_HOLES) else "cp1252"

@@ -187,23 +187,35 @@ def test_bad_bytes_in_another_encoding_name_their_offset(tmp_path):
             prepare(path, encoding=name)
 
 
-@pytest.mark.parametrize("data, guess", [
-    ("héllo".encode("utf-16"), "UTF-16"),
-    ("plain ascii, then é and more ascii".encode("utf-16-le"), "UTF-16"),
-    ("it's a café".encode("utf-16-be"), "UTF-16"),
-    ("café crème".encode("latin-1"), "cp1252"),
-    ("“quoted”".encode("cp1252"), "cp1252"),
-    (b"\x00\x01\x02\x03\xff\xfe\x00\x10\x11" * 20, None),  # binary: no guess
+@pytest.mark.parametrize("text, encoding, guess", [
+    ("héllo", "utf-16", "utf-16"),
+    ("plain ascii, then é and more ascii", "utf-16-le", "utf-16-le"),
+    ("it's a café", "utf-16-be", "utf-16-be"),
+    ("ab" * 3000 + "x and then é", "utf-16-le", "utf-16-le"),  # the bad byte far from the start, at an odd offset
+    ("xyz" * 3000 + "x and then é", "utf-16-be", "utf-16-be"),
+    ("café crème", "latin-1", "cp1252"),
+    ("“quoted”", "cp1252", "cp1252"),
+    ("x\x81 \xa0 brûlée", "latin-1", "latin-1"),  # a byte cp1252 lacks: Latin-1
+    ("\x00\x01\x02\x03\xff\xfe\x00\x10\x11" * 20, "latin-1", None),  # binary: no guess
 ])
-def test_the_utf8_error_suggests_an_encoding_when_the_bytes_look_like_one(tmp_path, data, guess):
-    path = tree(tmp_path, {"t.txt": data}) / "t.txt"
+def test_the_utf8_error_suggests_an_encoding_when_the_bytes_look_like_one(tmp_path, text, encoding, guess):
+    import re
+
+    path = tree(tmp_path, {"t.txt": text.encode(encoding)}) / "t.txt"
     with pytest.raises(CorpusError) as e:
-        prepare(path)
+        prepare(path, chunk_size=1000)
     message = str(e.value)
-    if guess:
-        assert "it looks like" in message and guess in message and "--encoding" in message
-    else:
+    if guess is None:
         assert "it looks like" not in message and "iconv -t UTF-8" in message
+        return
+    assert "it looks like" in message and re.search(r"pass --encoding (\S+),", message).group(1) == guess
+    assert_same(prepare(path, encoding=guess), Corpus.from_text(text))  # the advice works
+
+
+def test_utf16_without_a_byte_order_mark_needs_its_byte_order(tmp_path):
+    path = tree(tmp_path, {"t.txt": "abc".encode("utf-16-le")}) / "t.txt"
+    with pytest.raises(CorpusError, match="no|not start with a byte-order mark.*--encoding utf-16-le or utf-16-be"):
+        prepare(path, encoding="utf-16")
 
 
 def test_an_archive_is_inflated_a_chunk_at_a_time(tmp_path, cache):
