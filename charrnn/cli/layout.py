@@ -37,6 +37,7 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
     "sample": {
         "checkpoint": MODEL,
         "prefix": TEXT, "length": TEXT, "num_samples": TEXT, "sep": TEXT, "stop": TEXT, "unknown": TEXT,
+        "exclude": TEXT, "unique": TEXT,
         "temperature": SAMPLING, "top_k": SAMPLING, "top_p": SAMPLING, "seed": SAMPLING, "beam": SAMPLING,
     },
     "eval": {

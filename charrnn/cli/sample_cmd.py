@@ -1,7 +1,8 @@
 """`charrnn sample`: text from a model, streamed to stdout character by character as it is generated.
 
 Stdout carries only the text (flushed after every character: a write costs about a microsecond, a model step
-about a hundred); notes go to stderr. A closed pipe (`| head`) ends the command quietly with exit 0.
+about a hundred); notes go to stderr. A closed pipe (`| head`) ends the command quietly with exit 0. With
+--exclude or --unique (charrnn.novelty) a sample is printed once it is complete and has passed the check.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ BEAM_HELP = (
     "highest total log-probability among the finished and the full-length beams, so a short finished text can "
     "win; the search ends early once no unfinished beam can beat the best finished one (log-probabilities only "
     "decrease)."
+)
+
+
+EXCLUDE_HELP = (
+    "Drop a sample that equals a line of FILE (UTF-8, e.g. the training list), so that only new items are printed. "
+    "A sample is compared as its text (the prefix and the continuation) without the line breaks at its end, so "
+    "--stop '\\n' makes one sample one line. A checked sample is printed once complete, not character by "
+    "character. At most 20 x K + 100 samples are drawn for --num-samples K; then the command stops with what it "
+    "found, one line on stderr, exit 1."
 )
 
 
@@ -82,12 +92,20 @@ def sample(
     beam: int | None = typer.Option(None, "--beam", metavar="W", min=1, callback=at_most(MAX_BEAM), show_default=False,
                                     help=BEAM_HELP),
     unknown: Unknown = unknown_option(),
+    exclude: str | None = typer.Option(None, "--exclude", metavar="FILE", show_default=False,
+                                       help=EXCLUDE_HELP),
+    unique: bool = typer.Option(False, "--unique", help="Drop a sample equal to one printed before (compared as "
+                                "for --exclude), so the K samples are all different; bounded as --exclude is."),
 ) -> None:
     """Generate text from a model and stream it to stdout: only the text, as it is generated."""
+    if beam and (exclude or unique):
+        raise typer.BadParameter("beam search is deterministic: it finds one text, so there is nothing to choose "
+                                 "from; sample without --beam", param_hint="--exclude/--unique")
     if beam and beam * length > MAX_BEAM_CHARS:  # beam search keeps every live beam's whole text
         raise typer.BadParameter(f"--beam {beam} with --length {length} would hold {beam * length:,} characters; "
                                  f"keep W x N within {MAX_BEAM_CHARS:,}", param_hint="--beam")
     ckpt = open_checkpoint(checkpoint_path(checkpoint))
+    known = _excluded(exclude)
     _stdin_hint(prefix)
     text = read_text("-") if prefix == "-" else unescape(prefix)
     import numpy as np
@@ -110,13 +128,41 @@ def sample(
     _notes(ctx, cfg, vocab)
     if beam:  # deterministic: search once, print it num_samples times
         samples: Iterable = ["".join(first)] * num_samples
+    elif exclude or unique:  # each sample whole, checked, then printed
+        from charrnn.novelty import novel
+
+        draws = itertools.chain(["".join(first)], ("".join(generate(ckpt.params, ckpt.model_config, vocab, text,
+                                                                     cfg, rng)) for _ in itertools.count()))
+        samples = novel(draws.__next__, num_samples, text, known, unique, exclude)
     else:
         rest = (generate(ckpt.params, ckpt.model_config, vocab, text, cfg, rng) for _ in range(num_samples - 1))
         samples = itertools.chain([first], rest)
+    from charrnn.novelty import GaveUp
+
     try:
         _write(samples, text, cfg.sep)
     except BrokenPipeError:  # the reader is gone (`| head`): that is a normal end
         quiet_stdout()
+    except GaveUp as e:  # what was found is printed
+        fail(str(e))
+
+
+def _excluded(path: str | None) -> set[str]:
+    """The lines of --exclude FILE (a missing file exit 2, invalid UTF-8 exit 1)."""
+    if path is None:
+        return set()
+    from charrnn.novelty import read_lines
+
+    try:
+        return read_lines(path)
+    except FileNotFoundError:
+        fail(f"--exclude {path} does not exist", 2)
+    except IsADirectoryError:
+        fail(f"--exclude {path} is a directory; give the list as one text file", 2)
+    except OSError as e:
+        fail(f"cannot read --exclude {path}: {e.strerror}", 2)
+    except ValueError as e:
+        fail(str(e))
 
 
 def _stdin_hint(prefix: str) -> None:
@@ -174,6 +220,10 @@ def _write(samples: Iterable[Iterable[str]], prefix: str, sep: str) -> None:
     for i, chars in enumerate(samples):
         out.write(((sep if i else "") + prefix).encode())
         last = prefix[-1:]
+        if isinstance(chars, str):  # a whole sample (checked, or a beam's): one write
+            out.write(chars.encode())
+            last = chars[-1:] or last
+            chars = ()
         for ch in chars:
             out.write(ch.encode())
             out.flush()
