@@ -265,6 +265,33 @@ def test_hostile_corpora_exit_0_1_or_2(tmp_path_factory, corpus, seq, val_frac):
     _no_traceback(CliRunner().invoke(app, args))
 
 
+ARCHIVES = {".gz": __import__("gzip").compress, ".bz2": __import__("bz2").compress, ".xz": __import__("lzma").compress}
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(suffix=st.sampled_from(sorted(ARCHIVES)), text=st.binary(max_size=200),
+       damage=st.sampled_from(["none", "cut", "flip", "raw", "tail"]), at=st.integers(0, 10_000),
+       encoding=st.sampled_from([None, "utf-16", "latin-1"]))
+def test_hostile_archives_exit_0_1_or_2_in_one_line(tmp_path_factory, suffix, text, damage, at, encoding):
+    """Archives of any bytes, cut short, with a flipped byte, with garbage after them or not archives at all."""
+    from typer.testing import CliRunner
+
+    from charrnn.cli import app
+
+    packed = ARCHIVES[suffix](text)
+    at %= len(packed)
+    packed = {"none": packed, "cut": packed[:at], "flip": packed[:at] + bytes([packed[at] ^ 0x5A]) + packed[at + 1:],
+              "raw": text, "tail": packed + text}[damage]
+    d = tmp_path_factory.mktemp("archive")
+    (d / ("c.txt" + suffix)).write_bytes(packed)
+    args = ["train", str(d / ("c.txt" + suffix)), "-o", str(d / "m.npz"), *TINY, "--seq", "4"]
+    result = CliRunner().invoke(app, args + (["--encoding", encoding] if encoding else []))
+    _no_traceback(result)
+    if result.exit_code:
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 # ------------------------------------------------------------------------------ the real CLI, subprocesses
 
 FIXED_HOSTILE = {
