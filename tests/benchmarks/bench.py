@@ -3,6 +3,7 @@
     python tests/benchmarks/bench.py                 # everything, 2 threads, the table on stdout
     python tests/benchmarks/bench.py --only lstm --repeats 9
     python tests/benchmarks/bench.py --steps 4 --chars 300 --one-process    # the method of the first tables
+    python tests/benchmarks/bench.py --against main --repeats 21     # the working tree against a commit
 
 Each workload builds a charrnn runner and a PyTorch runner, each in its own worker process (so neither side's
 memory allocator, page faults or threads disturb the other's: in one shared process every charrnn round began
@@ -12,6 +13,13 @@ of chars/s and the ratio charrnn/torch: the median over rounds of the ratio with
 load from elsewhere that hits a few rounds moves neither number much. Training speed counts full optimizer
 steps: forward, backward, global-norm clip, Adam update, hidden state carried across contiguous batches. Sampling
 speed is batch 1, one character at a time from the softmax at temperature 1, with the carried state.
+
+With `--against REV` the second side is not PyTorch but charrnn as it was at the git revision REV (`git archive
+REV charrnn` unpacked into a temporary directory, imported from there by its worker): the same workloads, configs
+and data on both sides, so the ratio "tree / REV" (chars/s, > 1: the working tree is faster) shows a regression
+or a gain. Run it before landing anything on the hot path; every ratio comes with a 95 % bootstrap interval of
+its median, so that a 5 % difference can be told from the host's noise (if the interval contains 1.00, the run
+did not tell the two apart).
 
 torch comes from the `bench` extra (`pip install -e '.[bench]'`); without it only charrnn is measured.
 This file is a script, not a test: pytest does not collect it (its name does not match test_*.py).
@@ -31,8 +39,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
-WORKLOADS = ("lstm", "lstm16", "gru", "rnn", "default", "sample")
+# The shared corpora sit next to the project (or next to the directory of its git worktrees).
+_CORPORA = [up / "shared" / "corpora" / "tinyshakespeare.txt" for up in (ROOT.parent, ROOT.parent.parent)]
+DEFAULT_CORPUS = next((p for p in _CORPORA if p.exists()), _CORPORA[0])
+WORKLOADS = ("lstm", "lstm16", "gru", "rnn", "default", "sample", "sample-gru")
+SAMPLING = ("sample", "sample-gru")
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -43,7 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  epilog="Workloads: lstm, gru, rnn = train H 256, 2 layers, embed 64, B 32, T 64 "
                                         "(lstm16: B 16), "
                                         "Adam, clip 5; default = the CLI's default config (config.ModelConfig() "
-                                        "and TrainConfig()); sample = batch-1 sampling, LSTM H 256, 2 layers.")
+                                        "and TrainConfig(), the working tree's also for --against); sample, "
+                                        "sample-gru = batch-1 sampling, LSTM / GRU H 256, 2 layers, embed 64.")
     ap.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="UTF-8 text to train on (default: %(default)s)")
     ap.add_argument("--threads", type=int, default=2, help="BLAS / torch threads for both sides (default: 2)")
     ap.add_argument("--repeats", type=int, default=9, help="timed rounds per side and workload (default: 9)")
@@ -59,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
     ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and draws (default: 0)")
+    ap.add_argument("--against", metavar="REV",
+                    help="time the working tree against charrnn at git revision REV instead of against PyTorch")
     ap.add_argument("--one-process", action="store_true",
                     help="run both sides in this process instead of one worker process each (the method before "
                          "2026-11-24: torch's allocations then cost charrnn page faults at the start of each round)")
@@ -82,7 +96,7 @@ def model_and_train_config(name: str, vocab_size: int):
 
     if name == "default":
         return ModelConfig(vocab_size=vocab_size), TrainConfig()
-    cell = "lstm" if name in ("sample", "lstm16") else name
+    cell = {"sample": "lstm", "lstm16": "lstm", "sample-gru": "gru"}.get(name, name)
     batch = 16 if name == "lstm16" else 32  # lstm16: the small batch a fixed time budget is best spent on
     mc = ModelConfig(cell=cell, vocab_size=vocab_size, embed=64, hidden=256, layers=2, dropout=0.0)
     return mc, TrainConfig(batch=batch, seq=64, lr=2e-3, optimizer="adam", clip=5.0)
@@ -294,14 +308,19 @@ class Local:
         pass
 
 
-def make_runner(side: str, name: str, args: argparse.Namespace):
-    """The runner for one side ("charrnn" or "torch") of one workload; imports numpy (and torch) on first use."""
-    sys.path.insert(0, str(ROOT))
+def make_runner(side: str, name: str, args: argparse.Namespace, src: Path = ROOT, configs=None):
+    """The runner for one side ("charrnn", "torch", "engine-numpy", "engine-torch") of one workload, with the
+    `charrnn` package imported from `src` (the working tree, or a revision unpacked by --against); imports numpy
+    (and torch) on first use. `configs`: the (ModelConfig, TrainConfig) fields to use, as dicts (--against gives
+    both sides the working tree's); None: the workload's own."""
+    sys.path.insert(0, str(src))
     from charrnn import data
 
+    if not Path(data.__file__).resolve().is_relative_to(Path(src).resolve()):
+        raise RuntimeError(f"charrnn was imported from {data.__file__}, not from {src}")
     text = args.corpus.read_text(encoding="utf-8")
     vocab = data.Vocab.from_text(text)
-    mc, tc = model_and_train_config(name, len(vocab))
+    mc, tc = model_and_train_config(name, len(vocab)) if configs is None else rebuild_configs(*configs)
     train_ids, _ = data.split(vocab.encode(text), tc.val_frac)
     if side.startswith("engine-"):  # bench_engine.py: charrnn's training loop on the numpy or the torch engine
         if side == "engine-torch":
@@ -313,17 +332,50 @@ def make_runner(side: str, name: str, args: argparse.Namespace):
         import torch
 
         torch.set_num_threads(args.threads)
-        if name == "sample":
+        if name in SAMPLING:
             return TorchSample(torch, mc, args.seed)
         return TorchTrain(torch, mc, tc, train_ids, args.seed)
-    if name == "sample":
+    if name in SAMPLING:
         return CharrnnSample(mc, vocab, args.seed)
     return CharrnnTrain(mc, tc, train_ids, args.seed)
 
 
-def _serve(conn, side: str, name: str, args: argparse.Namespace) -> None:
+def rebuild_configs(model_fields: dict, train_fields: dict):
+    """ModelConfig and TrainConfig of the imported charrnn from another version's fields; a field this version
+    does not know is dropped, and said on stderr."""
+    import dataclasses
+
+    from charrnn.config import ModelConfig, TrainConfig
+
+    out = []
+    for cls, fields in ((ModelConfig, model_fields), (TrainConfig, train_fields)):
+        known = {f.name for f in dataclasses.fields(cls)}
+        dropped = sorted(k for k in fields if k not in known)
+        if dropped:
+            print(f"bench: {cls.__name__} here has no {', '.join(dropped)}; dropped", file=sys.stderr)
+        out.append(cls(**{k: v for k, v in fields.items() if k in known}))
+    return tuple(out)
+
+
+def unpack_revision(rev: str, into: Path) -> str:
+    """`git archive REV charrnn` unpacked under `into` (so `into/charrnn` is that version's package); the full
+    commit hash."""
+    import io
+    import subprocess
+    import tarfile
+
+    git = ["git", "-C", str(ROOT)]
+    sha = subprocess.run(git + ["rev-parse", "--verify", f"{rev}^{{commit}}"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    blob = subprocess.run(git + ["archive", sha, "charrnn"], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
+        tar.extractall(into, filter="data")
+    return sha
+
+
+def _serve(conn, side: str, name: str, args: argparse.Namespace, src: Path, configs) -> None:
     """A worker process: build the runner, then answer ("run", n) with (chars, seconds) until ("stop",)."""
-    runner = make_runner(side, name, args)
+    runner = make_runner(side, name, args, src, configs)
     conn.send("ready")
     while True:
         msg = conn.recv()
@@ -336,10 +388,10 @@ class Remote:
     """A runner in a worker process of its own: its own heap, BLAS / OpenMP threads and page tables. The thread
     variables set by set_threads are inherited; the child is spawned, so it imports numpy (and torch) afresh."""
 
-    def __init__(self, side: str, name: str, args: argparse.Namespace):
+    def __init__(self, side: str, name: str, args: argparse.Namespace, src: Path = ROOT, configs=None):
         ctx = multiprocessing.get_context("spawn")
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, side, name, args), daemon=True)
+        self.proc = ctx.Process(target=_serve, args=(child, side, name, args, src, configs), daemon=True)
         self.proc.start()
         if self.conn.recv() != "ready":
             raise RuntimeError(f"the {side} worker for {name} did not start")
@@ -357,9 +409,25 @@ def fmt(rates: list[float]) -> str:
     return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}–{max(rates):,.0f})"
 
 
+def ratio_interval(ratios: list[float], resamples: int = 4000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of the per-round ratios (percentile method, fixed seed)."""
+    import random
+
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
+
+
+def fmt_ratio(a: list[float], b: list[float]) -> str:
+    """The median of the per-round ratios a/b and its 95 % bootstrap interval, e.g. "0.97 (0.94–1.01)"."""
+    ratios = [x / y for x, y in zip(a, b)]
+    lo, hi = ratio_interval(ratios)
+    return f"{statistics.median(ratios):.3f} ({lo:.3f}–{hi:.3f})"
+
+
 def describe(name: str, mc, tc) -> str:
     what = f"{mc.cell.upper()} H{mc.hidden} L{mc.layers} D{mc.embed}"
-    if name == "sample":
+    if name in SAMPLING:
         return f"sample, batch 1: {what}"
     label = "train, default config" if name == "default" else "train"
     return f"{label}: {what} B{tc.batch} T{tc.seq} {tc.optimizer} clip {tc.clip:g}"
@@ -385,47 +453,72 @@ def machine(np, torch_version: str | None, threads: int) -> list[str]:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.against and args.one_process:
+        print("bench: --against needs a worker process per side (two versions of charrnn)", file=sys.stderr)
+        return 2
     set_threads(args.threads)
     sys.path.insert(0, str(ROOT))
+    import dataclasses
+    import tempfile
+
     import numpy as np
 
     from charrnn import data
 
     torch_version = None
-    if not args.no_torch:
+    if not args.no_torch and not args.against:
         if importlib.util.find_spec("torch") is None:
             print("torch is not installed (pip install -e '.[bench]'): measuring charrnn alone", file=sys.stderr)
         else:
             torch_version = importlib.metadata.version("torch")
-    sides = ["charrnn"] + (["torch"] if torch_version else [])
-
-    text = args.corpus.read_text(encoding="utf-8")
-    vocab = data.Vocab.from_text(text)
-    print("\n".join(machine(np, torch_version, args.threads)))
-    where = "both in this process" if args.one_process else "one worker process per side"
-    print(f"corpus: {args.corpus} ({len(text):,} chars, V {len(vocab)}); {args.repeats} rounds of "
-          f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s; ratio: median "
-          f"of the per-round ratios\n")
-    print("| workload | charrnn chars/s | torch chars/s | charrnn / torch |")
-    print("|---|---:|---:|---:|")
-    for name in args.only:
-        mc, tc = model_and_train_config(name, len(vocab))
-        if args.one_process:
-            runners = [Local(make_runner(side, name, args)) for side in sides]
+    with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
+        if args.against:
+            sha = unpack_revision(args.against, Path(tmp))
+            sides = [("charrnn", ROOT), ("charrnn", Path(tmp))]
+            other = f"{args.against} ({sha[:10]})"
         else:
-            runners = [Remote(side, name, args) for side in sides]
-        n = args.chars if name == "sample" else args.steps
-        try:
-            rates = measure(runners, n, args.repeats, args.warmup, args.pause)
-        finally:
-            for r in runners:
-                r.close()
-        theirs = fmt(rates[1]) if torch_version else "–"
-        ratio = f"{statistics.median(a / b for a, b in zip(*rates)):.2f}" if torch_version else "–"
-        print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
-    if "sample" in args.only:
+            sides = [("charrnn", ROOT)] + ([("torch", ROOT)] if torch_version else [])
+            other = "torch"
+        text = args.corpus.read_text(encoding="utf-8")
+        vocab = data.Vocab.from_text(text)
+        print("\n".join(machine(np, torch_version, args.threads)))
+        print(f"working tree: {tree_description()}")
+        where = "both in this process" if args.one_process else "one worker process per side"
+        print(f"corpus: {args.corpus} ({len(text):,} chars, V {len(vocab)}); {args.repeats} rounds of "
+              f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s; ratio: median "
+              f"of the per-round ratios (95 % bootstrap interval)\n")
+        mine = "working tree" if args.against else "charrnn"
+        print(f"| workload | {mine} chars/s | {other} chars/s | {mine} / {other.split()[0]} |")
+        print("|---|---:|---:|---:|")
+        for name in args.only:
+            mc, tc = model_and_train_config(name, len(vocab))
+            configs = (dataclasses.asdict(mc), dataclasses.asdict(tc)) if args.against else None
+            if args.one_process:
+                runners = [Local(make_runner(side, name, args)) for side, _ in sides]
+            else:
+                runners = [Remote(side, name, args, src, configs) for side, src in sides]
+            n = args.chars if name in SAMPLING else args.steps
+            try:
+                rates = measure(runners, n, args.repeats, args.warmup, args.pause)
+            finally:
+                for r in runners:
+                    r.close()
+            theirs = fmt(rates[1]) if len(rates) > 1 else "–"
+            ratio = fmt_ratio(*rates) if len(rates) > 1 else "–"
+            print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
+    if any(name in SAMPLING for name in args.only):
         print(f"\ncharrnn sampling runs {CharrnnSample.how}")
     return 0
+
+
+def tree_description() -> str:
+    """The working tree's commit, and whether charrnn/ has changes not committed."""
+    import subprocess
+
+    git = ["git", "-C", str(ROOT)]
+    head = subprocess.run(git + ["rev-parse", "--short=10", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", "charrnn"], capture_output=True, text=True).stdout
+    return f"{head or '?'}{' + uncommitted changes in charrnn/' if dirty.strip() else ''}"
 
 
 if __name__ == "__main__":
