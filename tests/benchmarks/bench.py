@@ -71,6 +71,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
     ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and draws (default: 0)")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="what a round's time is: wall-clock time (default), or the worker process's CPU time "
+                         "(time.process_time, all its threads). On a loaded host, with --threads 1, CPU time leaves "
+                         "out the time the worker waited for a core; with more threads it would count BLAS's and "
+                         "OpenMP's spinning workers, so use it with --threads 1 only")
     ap.add_argument("--against", metavar="REV",
                     help="time the working tree against charrnn at git revision REV instead of against PyTorch")
     ap.add_argument("--one-process", action="store_true",
@@ -288,21 +293,23 @@ def measure(runners: list, n: int, repeats: int, warmup: int, pause: float) -> l
     return rates
 
 
-def timed(runner, n: int) -> tuple[int, float]:
-    """(chars, seconds) of one round of `runner.run(n)`, timed around the call."""
-    t0 = time.perf_counter()
+def timed(runner, n: int, clock: str = "wall") -> tuple[int, float]:
+    """(chars, seconds) of one round of `runner.run(n)`, timed around the call by the wall clock or, with clock
+    "cpu", by this process's CPU time."""
+    now = time.process_time if clock == "cpu" else time.perf_counter
+    t0 = now()
     chars = runner.run(n)
-    return chars, time.perf_counter() - t0
+    return chars, now() - t0
 
 
 class Local:
     """A runner in this process (`--one-process`)."""
 
-    def __init__(self, runner):
-        self.runner = runner
+    def __init__(self, runner, clock: str = "wall"):
+        self.runner, self.clock = runner, clock
 
     def timed(self, n: int) -> tuple[int, float]:
-        return timed(self.runner, n)
+        return timed(self.runner, n, self.clock)
 
     def close(self) -> None:
         pass
@@ -381,7 +388,7 @@ def _serve(conn, side: str, name: str, args: argparse.Namespace, src: Path, conf
         msg = conn.recv()
         if msg[0] == "stop":
             return
-        conn.send(timed(runner, msg[1]))
+        conn.send(timed(runner, msg[1], getattr(args, "clock", "wall")))
 
 
 class Remote:
@@ -456,6 +463,10 @@ def main(argv=None) -> int:
     if args.against and args.one_process:
         print("bench: --against needs a worker process per side (two versions of charrnn)", file=sys.stderr)
         return 2
+    if args.clock == "cpu" and args.threads != 1:
+        print("bench: --clock cpu needs --threads 1 (it would count the spinning of idle BLAS threads)",
+              file=sys.stderr)
+        return 2
     set_threads(args.threads)
     sys.path.insert(0, str(ROOT))
     import dataclasses
@@ -485,8 +496,8 @@ def main(argv=None) -> int:
         print(f"working tree: {tree_description()}")
         where = "both in this process" if args.one_process else "one worker process per side"
         print(f"corpus: {args.corpus} ({len(text):,} chars, V {len(vocab)}); {args.repeats} rounds of "
-              f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s; ratio: median "
-              f"of the per-round ratios (95 % bootstrap interval)\n")
+              f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s "
+              f"({args.clock} clock); ratio: median of the per-round ratios (95 % bootstrap interval)\n")
         mine = "working tree" if args.against else "charrnn"
         print(f"| workload | {mine} chars/s | {other} chars/s | {mine} / {other.split()[0]} |")
         print("|---|---:|---:|---:|")
@@ -494,7 +505,7 @@ def main(argv=None) -> int:
             mc, tc = model_and_train_config(name, len(vocab))
             configs = (dataclasses.asdict(mc), dataclasses.asdict(tc)) if args.against else None
             if args.one_process:
-                runners = [Local(make_runner(side, name, args)) for side, _ in sides]
+                runners = [Local(make_runner(side, name, args), args.clock) for side, _ in sides]
             else:
                 runners = [Remote(side, name, args, src, configs) for side, src in sides]
             n = args.chars if name in SAMPLING else args.steps
