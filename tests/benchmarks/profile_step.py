@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402  (bench.py, next to this file: corpus, configs and the PyTorch runner)
 
 ROOT = bench.ROOT
+now = time.perf_counter  # main() sets time.process_time for --clock cpu
 
 
 def charrnn_phases(args, mc, tc, text) -> None:
@@ -38,9 +39,9 @@ def charrnn_phases(args, mc, tc, text) -> None:
 
     def timed(label, fn):
         def wrapper(*a, **k):
-            t0 = time.perf_counter()
+            t0 = now()
             out = fn(*a, **k)
-            times[label].append(time.perf_counter() - t0)
+            times[label].append(now() - t0)
             return out
         return wrapper
 
@@ -59,11 +60,11 @@ def charrnn_phases(args, mc, tc, text) -> None:
         if k == 3:
             times.clear()
         x, y = data.get_batch(streams, k, tc.seq)
-        t0 = time.perf_counter()
+        t0 = now()
         _, grads, state = model.loss_and_grads(params, mc, x, y, state)
         clip(grads, tc.clip)
         step(params, grads, tc.lr)
-        times["TOTAL step"].append(time.perf_counter() - t0)
+        times["TOTAL step"].append(now() - t0)
     print(f"charrnn, {bench.describe('x', mc, tc)}, {args.threads} thread(s), mean of {args.steps} steps:")
     for k, v in sorted(times.items(), key=lambda kv: -sum(kv[1])):
         print(f"  {k:32s} {sum(v) / args.steps * 1e3:8.2f} ms/step")
@@ -134,9 +135,9 @@ def blas_floor(args, mc, tc) -> None:
         one_step()
     ts = []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0 = now()
         one_step()
-        ts.append(time.perf_counter() - t0)
+        ts.append(now() - t0)
     flops = 2 * T * N * (3 * V * H + sum(G * H * ((D if k == 0 else H) * 3 + H * 3) for k in range(L)))
     med = statistics.median(ts)
     print(f"BLAS floor: every GEMM of one step in the cells' layouts, back to back: median {med * 1e3:.2f} ms, "
@@ -148,10 +149,10 @@ def blas_floor(args, mc, tc) -> None:
         reps = 20000
         best = []
         for _ in range(5):
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(reps):
                 np.multiply(arr, arr, out=out)
-            best.append((time.perf_counter() - t0) / reps)
+            best.append((now() - t0) / reps)
         print(f"one np.multiply(out=) call on a {label}: {min(best) * 1e6:.2f} µs (best of 5 loops of {reps})")
 
 
@@ -167,9 +168,9 @@ def torch_profile(args, mc, tc, text) -> None:
     runner.run(3)
     ts = []
     for _ in range(args.steps):
-        t0 = time.perf_counter()
+        t0 = now()
         runner.run(1)
-        ts.append(time.perf_counter() - t0)
+        ts.append(now() - t0)
     med = statistics.median(ts)
     print(f"torch, the same step, {args.threads} thread(s): median {med * 1e3:.1f} ms = "
           f"{tc.batch * tc.seq / med:,.0f} chars/s")
@@ -193,10 +194,18 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--corpus", type=Path, default=bench.DEFAULT_CORPUS)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall-clock time, or the process's CPU time (with --threads 1: leaves out the time spent "
+                         "waiting for a core on a loaded host; torch.profiler's own figures stay wall-clock)")
     ap.add_argument("--floor", action="store_true", help="also time the step's GEMMs alone and one numpy call")
     ap.add_argument("--torch", action="store_true", help="also profile the PyTorch step")
     ap.add_argument("--top", type=int, default=12, help="torch operators listed (default 12)")
     args = ap.parse_args(argv)
+    if args.clock == "cpu":
+        if args.threads != 1:
+            ap.error("--clock cpu needs --threads 1")
+        global now
+        now = time.process_time
     for var in bench.THREAD_VARS:
         os.environ[var] = str(args.threads)
     sys.path.insert(0, str(ROOT))
