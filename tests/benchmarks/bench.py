@@ -71,6 +71,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help=f"run only these workloads, from {', '.join(WORKLOADS)}")
     ap.add_argument("--no-torch", action="store_true", help="measure charrnn alone even when torch is installed")
     ap.add_argument("--seed", type=int, default=0, help="seed for weights and draws (default: 0)")
+    ap.add_argument("--restarts", type=int, default=0,
+                    help="spread the rounds over this many fresh pairs of worker processes (default: 3 with --against, "
+                         "else 1). Each process's arrays land in memory differently, which can shift its speed by a "
+                         "few per cent for its whole life; restarts put that into the interval instead of the ratio")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="what a round's time is: wall-clock time (default), or the worker process's CPU time "
                          "(time.process_time, all its threads). On a loaded host, with --threads 1, CPU time leaves "
@@ -347,9 +351,10 @@ def make_runner(side: str, name: str, args: argparse.Namespace, src: Path = ROOT
     return CharrnnTrain(mc, tc, train_ids, args.seed)
 
 
-def rebuild_configs(model_fields: dict, train_fields: dict):
-    """ModelConfig and TrainConfig of the imported charrnn from another version's fields; a field this version
-    does not know is dropped, and said on stderr."""
+def rebuild_configs(model_fields: dict, train_fields: dict, changed: frozenset = frozenset()):
+    """ModelConfig and TrainConfig of the imported charrnn from another version's fields. A field this version does
+    not know is dropped; if it is in `changed` (not at its default where it came from), stderr says so, since this
+    version then cannot do what was asked."""
     import dataclasses
 
     from charrnn.config import ModelConfig, TrainConfig
@@ -357,11 +362,20 @@ def rebuild_configs(model_fields: dict, train_fields: dict):
     out = []
     for cls, fields in ((ModelConfig, model_fields), (TrainConfig, train_fields)):
         known = {f.name for f in dataclasses.fields(cls)}
-        dropped = sorted(k for k in fields if k not in known)
+        dropped = sorted(k for k in fields if k not in known and k in changed)
         if dropped:
             print(f"bench: {cls.__name__} here has no {', '.join(dropped)}; dropped", file=sys.stderr)
         out.append(cls(**{k: v for k, v in fields.items() if k in known}))
     return tuple(out)
+
+
+def config_fields(mc, tc) -> tuple[dict, dict, frozenset]:
+    """(mc, tc) as the field dicts rebuild_configs takes, with the names of the fields not at their defaults."""
+    import dataclasses
+
+    changed = {f.name for c in (mc, tc) for f in dataclasses.fields(c)
+               if f.default is not dataclasses.MISSING and getattr(c, f.name) != f.default}
+    return dataclasses.asdict(mc), dataclasses.asdict(tc), frozenset(changed)
 
 
 def unpack_revision(rev: str, into: Path) -> str:
@@ -416,20 +430,28 @@ def fmt(rates: list[float]) -> str:
     return f"{statistics.median(rates):,.0f} ({min(rates):,.0f}–{max(rates):,.0f})"
 
 
-def ratio_interval(ratios: list[float], resamples: int = 4000) -> tuple[float, float]:
-    """A 95 % bootstrap interval of the median of the per-round ratios (percentile method, fixed seed)."""
+def ratio_interval(blocks: list[list[float]], resamples: int = 4000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median per-round ratio (percentile method, fixed seed). `blocks`: the
+    per-round ratios of each pair of worker processes. Blocks are resampled, then rounds within each, so that
+    what differs from one pair of processes to the next (where their arrays landed in memory) widens the interval
+    as it should; with one block this is the plain bootstrap over rounds."""
     import random
 
     rng = random.Random(0)
-    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    medians = []
+    for _ in range(resamples):
+        picked = [rng.choices(blk, k=len(blk)) for blk in rng.choices(blocks, k=len(blocks))]
+        medians.append(statistics.median(x for blk in picked for x in blk))
+    medians.sort()
     return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
-def fmt_ratio(a: list[float], b: list[float]) -> str:
-    """The median of the per-round ratios a/b and its 95 % bootstrap interval, e.g. "0.97 (0.94–1.01)"."""
-    ratios = [x / y for x, y in zip(a, b)]
-    lo, hi = ratio_interval(ratios)
-    return f"{statistics.median(ratios):.3f} ({lo:.3f}–{hi:.3f})"
+def fmt_ratio(pairs: list[list[tuple[float, float]]]) -> str:
+    """The median of the per-round ratios a/b, over (a, b) rate pairs grouped by pair of worker processes, and its
+    95 % bootstrap interval, e.g. "0.97 (0.94–1.01)"."""
+    blocks = [[a / b for a, b in blk] for blk in pairs]
+    lo, hi = ratio_interval(blocks)
+    return f"{statistics.median(x for blk in blocks for x in blk):.3f} ({lo:.3f}–{hi:.3f})"
 
 
 def describe(name: str, mc, tc) -> str:
@@ -469,7 +491,6 @@ def main(argv=None) -> int:
         return 2
     set_threads(args.threads)
     sys.path.insert(0, str(ROOT))
-    import dataclasses
     import tempfile
 
     import numpy as np
@@ -482,6 +503,7 @@ def main(argv=None) -> int:
             print("torch is not installed (pip install -e '.[bench]'): measuring charrnn alone", file=sys.stderr)
         else:
             torch_version = importlib.metadata.version("torch")
+    restarts = max(1, min(args.restarts or (3 if args.against else 1), args.repeats))
     with tempfile.TemporaryDirectory(prefix="charrnn-bench-") as tmp:
         if args.against:
             sha = unpack_revision(args.against, Path(tmp))
@@ -494,7 +516,7 @@ def main(argv=None) -> int:
         vocab = data.Vocab.from_text(text)
         print("\n".join(machine(np, torch_version, args.threads)))
         print(f"working tree: {tree_description()}")
-        where = "both in this process" if args.one_process else "one worker process per side"
+        where = "both in this process" if args.one_process else f"one worker process per side ({restarts} pair(s))"
         print(f"corpus: {args.corpus} ({len(text):,} chars, V {len(vocab)}); {args.repeats} rounds of "
               f"{args.steps} steps / {args.chars} chars per side, {where}; median (min–max) chars/s "
               f"({args.clock} clock); ratio: median of the per-round ratios (95 % bootstrap interval)\n")
@@ -503,19 +525,23 @@ def main(argv=None) -> int:
         print("|---|---:|---:|---:|")
         for name in args.only:
             mc, tc = model_and_train_config(name, len(vocab))
-            configs = (dataclasses.asdict(mc), dataclasses.asdict(tc)) if args.against else None
-            if args.one_process:
-                runners = [Local(make_runner(side, name, args), args.clock) for side, _ in sides]
-            else:
-                runners = [Remote(side, name, args, src, configs) for side, src in sides]
+            configs = config_fields(mc, tc) if args.against else None
             n = args.chars if name in SAMPLING else args.steps
-            try:
-                rates = measure(runners, n, args.repeats, args.warmup, args.pause)
-            finally:
-                for r in runners:
-                    r.close()
+            blocks = []  # per pair of worker processes: rates per side
+            for b in range(restarts):  # the rounds spread over fresh workers: see --restarts
+                repeats = args.repeats // restarts + (b < args.repeats % restarts)
+                if args.one_process:
+                    runners = [Local(make_runner(side, name, args), args.clock) for side, _ in sides]
+                else:
+                    runners = [Remote(side, name, args, src, configs) for side, src in sides]
+                try:
+                    blocks.append(measure(runners, n, repeats, args.warmup, args.pause))
+                finally:
+                    for r in runners:
+                        r.close()
+            rates = [sum((blk[i] for blk in blocks), []) for i in range(len(sides))]
             theirs = fmt(rates[1]) if len(rates) > 1 else "–"
-            ratio = fmt_ratio(*rates) if len(rates) > 1 else "–"
+            ratio = fmt_ratio([list(zip(*blk)) for blk in blocks]) if len(rates) > 1 else "–"
             print(f"| {describe(name, mc, tc)} | {fmt(rates[0])} | {theirs} | {ratio} |", flush=True)
     if any(name in SAMPLING for name in args.only):
         print(f"\ncharrnn sampling runs {CharrnnSample.how}")
