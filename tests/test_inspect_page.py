@@ -40,6 +40,9 @@ def pages(tmp_path_factory):
         assert per_unit > 900
         mp.setattr(page, "BUDGET", fixed + 3 * per_unit + 900)
         result = cli("inspect", tmp / "text.txt", "-c", model, "--html", tmp / "small.html")
+        assert result.exit_code == 0, result.stderr
+        mp.setattr(page, "KEEP_ALL", 0)  # the ranked units from a second pass over the text
+        result = cli("inspect", tmp / "text.txt", "-c", model, "--html", tmp / "second.html")
     assert result.exit_code == 0, result.stderr
     return tmp
 
@@ -70,6 +73,20 @@ def test_a_page_over_budget_keeps_the_ranked_units_whole_and_every_unit_for_the_
     assert 0 < head["chars"] < len(TEXT) and len(head["scales"]) == 32
 
 
+def test_the_ranked_units_are_the_same_from_memory_and_from_a_second_pass(pages):
+    import base64
+
+    import numpy as np
+
+    one, two = (json.loads(blob((pages / name).read_text()))["acts"] for name in ("small.html", "second.html"))
+    assert one["head"] == two["head"] and list(one["whole"]) == list(two["whole"])
+    for unit, a in one["whole"].items():
+        b = two["whole"][unit]
+        assert a["scale"] == pytest.approx(b["scale"], rel=1e-3)  # float16 in memory, float32 from the pass
+        qa, qb = (np.frombuffer(base64.b64decode(x["data"]), np.uint8) for x in (a, b))
+        assert (qa != qb).mean() < 0.02  # a level apart where float16 rounding crosses a boundary, rarely
+
+
 def test_the_plan_fits_the_budget_for_a_2x512_lstm():
     text = "To be, or not to be, that is the question:\n" * 466  # 20,038 characters
     mc = ModelConfig("lstm", 65, 64, 512, 2)
@@ -78,6 +95,8 @@ def test_the_plan_fits_the_budget_for_a_2x512_lstm():
     size = (page.RESERVE + len(page._json(text)) + page._b64(2 * len(text)) + 2 * page._b64(len(text) * 10)
             + p.whole * per_unit + page._b64(2048 * ((p.head + 1) // 2)))
     assert p.whole == 45 and 1000 < p.head < len(text) and size <= page.BUDGET <= 5_000_000
+    assert p.keep == p.head  # 20,000 x 2,048 float16 is over KEEP_ALL: the ranked units take a second pass
+    assert page.plan(ModelConfig("lstm", 65, 64, 256, 2), text).keep == len(text)  # 41 MB: kept in memory
 
 
 def test_quantise_and_pack():

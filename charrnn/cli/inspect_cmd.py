@@ -59,7 +59,7 @@ def inspect(
     shown = Vocab(ckpt.vocab).decode(head)
     page = view.page_plan(mc, shown) if html else None
     result = run(ckpt.params, mc, head, shown, record=[picked] if picked else (),
-                 head=page.head if page else 0, guesses=page.guesses if page else 0)
+                 head=page.keep if page else 0, guesses=page.guesses if page else 0)
     name, model = "stdin" if text == "-" else text, "the bundled model" if path == BUNDLED else str(path)
     if html:
         view.write_page(html, ckpt, model, name, shown, head, result, page)

@@ -12,7 +12,9 @@ levels, -7..7 sevenths of the unit's largest |activation| (what a 15-colour dive
 units ranked best for some feature (PAGE_TOP per feature) are kept for the whole text, as many as fit; every
 unit is kept for the first K characters, K as large as the rest of the budget allows (the whole text when it
 fits: 20,000 characters of a 2 x 256 LSTM take about 5 MB whole, so such a page keeps any unit for the first
-few thousand characters and the ranked ones for all 20,000). The page says which is which.
+few thousand characters and the ranked ones for all 20,000). The page says which is which. Which units rank
+best is known only after the whole text has been read: when every unit at every character is small enough to
+keep in memory (KEEP_ALL), the run keeps it all; otherwise a second pass over the text records the ranked units.
 """
 
 from __future__ import annotations
@@ -36,12 +38,18 @@ LEVELS = 7  # a value is stored as round(7 · a / max |a|): 15 levels in 4 bits
 NONE = 0xFFFF  # the surprisal of a character nothing predicted (the first)
 
 
+KEEP_ALL = 64 << 20  # bytes: below this, every unit at every character is kept (float16) while the model runs,
+# so the ranked units need no second pass over the text (20,000 characters of a 2 x 256 LSTM: 41 MB)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """head: characters every unit is kept for; whole: how many ranked units are kept for every character."""
+    """head: characters every unit is kept for on the page; whole: how many ranked units the page keeps for every
+    character; keep: characters of every unit to keep while the model runs (head, or all when that is cheap)."""
 
     head: int
     whole: int
+    keep: int = 0
     guesses: int = GUESSES
 
 
@@ -60,12 +68,12 @@ def plan(mc: ModelConfig, text: str) -> Plan:
     per_unit = _b64((L + 1) // 2)  # one unit, every character
     n_units = U.count(mc)
     if fixed + n_units * per_unit <= BUDGET:
-        return Plan(L, 0)
+        return Plan(L, 0, L)
     left = max(BUDGET - fixed, 0)
     whole = min(len(_feature_names()) * PAGE_TOP, left // per_unit)
     left -= whole * per_unit
-    head = min(L, left * 3 // 4 // n_units * 2)
-    return Plan(max(head, 0), whole)
+    head = max(min(L, left * 3 // 4 // n_units * 2), 0)
+    return Plan(head, whole, L if 2 * L * n_units <= KEEP_ALL else head)
 
 
 def _feature_names():
@@ -121,14 +129,15 @@ def data(params, mc: ModelConfig, vocab, ids, text: str, result, p: Plan, meta: 
     top_ids, top_p = result.guesses
     ranked = page_units(result, mc)
     acts: dict = {"levels": LEVELS, "head": None, "whole": {}}
-    if result.head is not None and len(result.head):
-        pairs = [quantise(result.head[:, c]) for c in range(result.head.shape[1])]  # per unit: (scale, (K,))
-        acts["head"] = {"chars": int(len(result.head)), "scales": [round(s, 6) for s, _ in pairs],
+    kept_all = result.head is not None and len(result.head) == L  # (L,U) float16: every unit, every character
+    if p.head:
+        pairs = [quantise(result.head[: p.head, c]) for c in range(result.head.shape[1])]  # per unit: (scale, (K,))
+        acts["head"] = {"chars": p.head, "scales": [round(s, 6) for s, _ in pairs],
                         "data": _encode(pack(np.stack([q for _, q in pairs])))}  # (U, ceil(K/2)) bytes
     if p.head < L:
         wanted = [U.parse(e["unit"], mc) for e in ranked[: p.whole]]
-        kept = dict(result.recorded)
-        kept.update(record(params, mc, ids, [u for u in wanted if u not in kept]))
+        kept = {u: result.head[:, U.column(u, mc)] for u in wanted} if kept_all else dict(result.recorded)
+        kept.update(record(params, mc, ids, [u for u in wanted if u not in kept]))  # a second pass, if needed
         for u in wanted:
             scale, q = quantise(kept[u])
             acts["whole"][str(u)] = {"scale": round(scale, 6), "data": _encode(pack(q))}
