@@ -10,6 +10,7 @@ from charrnn.cli import app
 from charrnn.probe.features import NAMES
 
 TEXT = ('def f(a, b):\n    return [a, (b + 1)]  # "x" it\'s\nTHE cat sat on 42 mats.\n' * 30)
+GATES = {"lstm": ("i", "f", "o"), "gru": ("r", "z"), "rnn": ()}
 TINY = ("--hidden", "8", "--layers", "2", "--embed", "4", "--batch", "4", "--seq", "16", "--steps", "10",
         "--seed", "1")
 
@@ -25,7 +26,7 @@ def corpus(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module", params=["lstm", "gru"])
+@pytest.fixture(scope="module", params=["lstm", "gru", "rnn"])
 def model(request, corpus):
     out = corpus.parent / f"{request.param}.npz"
     result = cli("train", corpus, "-o", out, "--cell", request.param, *TINY)
@@ -46,8 +47,8 @@ def test_the_table_names_every_feature_and_the_gates(model, corpus):
     assert result.exit_code == 0, result.stderr
     assert all(name in result.stdout for name in NAMES)
     assert re.search(r"\d:\d+(:c)? [+-]0\.\d{3}", result.stdout)
-    gates = ("i", "f", "o") if cell == "lstm" else ("r", "z")
-    assert all(f"gate {g}" in result.stdout for g in gates) and "saturated" in result.stdout
+    gates = GATES[cell]
+    assert all(f"gate {g}" in result.stdout for g in gates) and ("saturated" in result.stdout) == bool(gates)
 
 
 def test_json_ranks_units_by_absolute_r_and_has_no_nan(model, corpus):
@@ -66,9 +67,9 @@ def test_json_ranks_units_by_absolute_r_and_has_no_nan(model, corpus):
         assert len({e["unit"] for e in ranked}) == n_units
     assert any(e["unit"].endswith(":c") for e in report["features"]["digit"]) == (cell == "lstm")
     gates = {(g["layer"], g["gate"]) for g in report["gates"]}
-    assert gates == {(k, g) for k in (0, 1) for g in (("i", "f", "o") if cell == "lstm" else ("r", "z"))}
-    g = report["gates"][0]
-    assert len(g["units_left"]) == 8 and 0 <= g["left"] <= 1 and 0 <= g["right"] <= 1
+    assert gates == {(k, g) for k in (0, 1) for g in GATES[cell]}
+    for g in report["gates"]:
+        assert len(g["units_left"]) == 8 and 0 <= g["left"] <= 1 and 0 <= g["right"] <= 1
 
 
 def test_constant_features_have_no_units(model, tmp_path):
@@ -108,13 +109,22 @@ def test_a_bad_unit_is_a_one_line_usage_error(model, corpus, spec, why):
     assert result.stdout == ""
 
 
-def test_a_cell_state_of_a_gru_is_a_usage_error(model, corpus):
+def test_a_cell_state_of_a_gru_or_rnn_is_a_usage_error(model, corpus):
     path, cell = model
     result = cli("inspect", corpus, "-c", path, "--unit", "0:1:c")
-    if cell == "gru":
+    if cell != "lstm":
         assert result.exit_code == 2 and "no cell state" in result.stderr
     else:
         assert result.exit_code == 0
+
+
+def test_a_page_that_cannot_be_written_is_one_line_and_leaves_nothing(model, corpus, tmp_path):
+    path, _ = model
+    for where in (tmp_path / "no" / "such" / "dir" / "p.html", tmp_path):
+        result = cli("inspect", corpus, "-c", path, "--html", where, "--chars", "300")
+        assert result.exit_code == 1 and "cannot write" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_stdin_unknown_characters_and_bounds(model, corpus):
