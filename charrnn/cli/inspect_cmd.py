@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import typer
 
-from charrnn.cli.common import BUNDLED, CHECKPOINT_HELP, app, checkpoint_path, fail, open_checkpoint, text_argument
+from charrnn.cli.common import (BUNDLED, CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint,
+                                text_argument)
 from charrnn.cli.corpus_io import Unknown, cache_dir_option, encoding_option, load_corpus, unknown_option
 from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS
 
@@ -20,8 +21,9 @@ TOP = 5  # units per feature in the table and the JSON
 def inspect(
     text: str = text_argument("Text to run the model over (UTF-8 unless --encoding says): a path, or - for stdin."),
     checkpoint: str = typer.Option(None, "-c", "--checkpoint", help=CHECKPOINT_HELP, show_default=False),
-    chars: int = typer.Option(INSPECT_CHARS, "--chars", metavar="N", min=1, max=MAX_INSPECT_CHARS,
-                              help="Inspect the first N characters of the text (one stream, state carried)."),
+    chars: int = typer.Option(INSPECT_CHARS, "--chars", metavar="N", min=1, callback=at_most(MAX_INSPECT_CHARS),
+                              help=f"Inspect the first N characters of the text (one stream, state carried; at "
+                              f"most {MAX_INSPECT_CHARS:,})."),
     top: int = typer.Option(TOP, "--top", metavar="K", min=0, help="Units listed per feature, best first "
                             "(0: every unit)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object (features, gates, chars, ...) "
