@@ -10,9 +10,9 @@ from __future__ import annotations
 import typer
 
 from charrnn.cli.common import (BUNDLED, CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint,
-                                text_argument)
+                                set_threads, text_argument)
 from charrnn.cli.corpus_io import Unknown, cache_dir_option, encoding_option, load_corpus, unknown_option
-from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS
+from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS, MAX_THREADS
 
 TOP = 5  # units per feature in the table and the JSON
 
@@ -35,11 +35,15 @@ def inspect(
                              "one file): the text coloured by surprisal or by any unit, the model's top guesses, "
                              "the feature table, gate saturation, the loss curve. #unit=L:N[:c] in its URL picks "
                              "a unit.", show_default=False),
+    threads: int = typer.Option(1, "--threads", metavar="N", min=1, max=MAX_THREADS, help="BLAS threads. The "
+                                "model reads one character at a time: matrix-vector products, which a second "
+                                "thread slows down more often than not (BENCHMARKS.md, \"inspect\")."),
     unknown: Unknown = unknown_option(),
     encoding: str = encoding_option(),
     cache_dir: str = cache_dir_option(),
 ) -> None:
     """Which units of the model follow which feature of TEXT (Pearson r), and how saturated its gates are."""
+    set_threads(threads)  # before numpy is imported
     from charrnn.cli import inspect_view as view
     from charrnn.cli.eval_cmd import _model_ids
     from charrnn.data import Vocab

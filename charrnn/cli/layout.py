@@ -46,7 +46,7 @@ PANELS = {  # command -> option -> panel; options not named stay under "Options"
     },
     "inspect": {
         "checkpoint": MODEL, "unknown": TEXT, "cache_dir": TEXT, "chars": TEXT, "encoding": TEXT,
-        "top": PRINTED, "as_json": PRINTED, "unit": PRINTED, "html": PRINTED,
+        "top": PRINTED, "as_json": PRINTED, "unit": PRINTED, "html": PRINTED, "threads": COMPUTE,
     },
 }
 METAVARS = {  # option -> metavar, where the option does not name its own
