@@ -38,8 +38,9 @@ LEVELS = 7  # a value is stored as round(7 · a / max |a|): 15 levels in 4 bits
 NONE = 0xFFFF  # the surprisal of a character nothing predicted (the first)
 
 
-KEEP_ALL = 64 << 20  # bytes: below this, every unit at every character is kept (float16) while the model runs,
-# so the ranked units need no second pass over the text (20,000 characters of a 2 x 256 LSTM: 41 MB)
+KEEP_ALL = 128 << 20  # bytes: below this, every unit at every character is kept (float16) while the model runs,
+# so the ranked units need no second pass over the text (20,000 characters of a 2 x 512 LSTM: 82 MB; a second pass
+# would double its time)
 
 
 @dataclass(frozen=True)
