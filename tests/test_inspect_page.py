@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 import cdp
 from charrnn.cli import app
 from charrnn.config import ModelConfig
+from charrnn import probe
 from charrnn.probe import page
 
 HOSTILE = 'x</script><script>alert(1)</script><!-- & &amp; \u2028\u2029 "q" \U0001F600 \\u003c'
@@ -39,7 +40,13 @@ def pages(tmp_path_factory):
         per_unit = page._b64((len(TEXT) + 1) // 2)
         assert per_unit > 900
         mp.setattr(page, "BUDGET", fixed + 3 * per_unit + 900)
-        result = cli("inspect", tmp / "text.txt", "-c", model, "--html", tmp / "small.html")
+
+        def no_second_pass(*args):
+            raise AssertionError("a second pass over the text, though every unit was kept")
+
+        with pytest.MonkeyPatch.context() as once:
+            once.setattr(probe, "record", no_second_pass)
+            result = cli("inspect", tmp / "text.txt", "-c", model, "--html", tmp / "small.html")
         assert result.exit_code == 0, result.stderr
         mp.setattr(page, "KEEP_ALL", 0)  # the ranked units from a second pass over the text
         result = cli("inspect", tmp / "text.txt", "-c", model, "--html", tmp / "second.html")

@@ -52,7 +52,7 @@ def print_tables(result, mc, top: int, path: str, name: str) -> None:
     for i in range(shown):
         table.add_column(f"#{i + 1}", justify="right", no_wrap=True)
     for feature, units in result.ranked(mc, shown).items():
-        cells = [f"{u} {r:+.3f}" for u, r in units] or ["(constant in this text)"]
+        cells = [f"{u} {r:+.3f}" for u, r in units] or ["(constant)"]
         table.add_row(feature, *cells)
     console.print(table)
     if result.saturation:

@@ -138,7 +138,9 @@ def data(params, mc: ModelConfig, vocab, ids, text: str, result, p: Plan, meta: 
     if p.head < L:
         wanted = [U.parse(e["unit"], mc) for e in ranked[: p.whole]]
         kept = {u: result.head[:, U.column(u, mc)] for u in wanted} if kept_all else dict(result.recorded)
-        kept.update(record(params, mc, ids, [u for u in wanted if u not in kept]))  # a second pass, if needed
+        missing = [u for u in wanted if u not in kept]
+        if missing:  # a second pass over the text
+            kept.update(record(params, mc, ids, missing))
         for u in wanted:
             scale, q = quantise(kept[u])
             acts["whole"][str(u)] = {"scale": round(scale, 6), "data": _encode(pack(q))}
