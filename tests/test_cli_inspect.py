@@ -150,3 +150,21 @@ def test_unit_on_a_terminal_is_coloured_with_a_legend(model, corpus):
     assert code == 0, shown
     assert "unit 1:0, activation" in shown and "\x1b[" in shown
     assert TEXT[:40] in ANSI.sub("", shown).replace("\r\n", "\n")
+
+
+@pytest.mark.parametrize("extra", [(), ("--unit", "0:1"), ("--json",)])
+def test_a_closed_stdout_ends_quietly_with_0(model, corpus, extra):
+    """`charrnn inspect ... | head`: the reader is gone before anything is written."""
+    import os
+    import subprocess
+    import sys
+
+    path, _ = model
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run([sys.executable, "-m", "charrnn", "inspect", str(corpus), "-c", str(path), *extra],
+                           stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write)
+    assert p.returncode == 0 and "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr

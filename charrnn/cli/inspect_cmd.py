@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from charrnn.cli.common import (BUNDLED, CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint,
-                                set_threads, text_argument)
+                                quiet_stdout, set_threads, text_argument)
 from charrnn.cli.corpus_io import Unknown, cache_dir_option, encoding_option, load_corpus, unknown_option
 from charrnn.config import INSPECT_CHARS, MAX_INSPECT_CHARS, MAX_THREADS
 
@@ -69,9 +69,12 @@ def inspect(
     name, model = "stdin" if text == "-" else text, "the bundled model" if path == BUNDLED else str(path)
     if html:
         view.write_page(html, ckpt, model, name, shown, head, result, page)
-    if picked is not None:
-        view.show_unit(shown, result, picked, mc, as_json)
-    elif as_json:
-        view.print_json(result, mc, top, model, name)
-    else:
-        view.print_tables(result, mc, top, model, name)
+    try:
+        if picked is not None:
+            view.show_unit(shown, result, picked, mc, as_json)
+        elif as_json:
+            view.print_json(result, mc, top, model, name)
+        else:
+            view.print_tables(result, mc, top, model, name)
+    except BrokenPipeError:  # the reader is gone (`| head`): a normal end, as for sample
+        quiet_stdout()

@@ -44,6 +44,7 @@ def print_tables(result, mc, top: int, path: str, name: str) -> None:
     from rich import box
 
     console = Console(highlight=False)
+    console.on_broken_pipe = _closed  # `| head` ends quietly with 0, as for `sample | head`, not rich's exit 1
     table = Table(title=f"units that follow each feature of {name} ({result.chars:,} characters), Pearson r",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("feature", no_wrap=True)
@@ -58,6 +59,10 @@ def print_tables(result, mc, top: int, path: str, name: str) -> None:
     if result.saturation:
         console.print()
         console.print(gate_plots(result, console.width))
+
+
+def _closed() -> None:
+    raise BrokenPipeError  # (rich's own handling exits 1; inspect_cmd ends quietly with 0)
 
 
 def gate_plots(result, width: int):
@@ -121,6 +126,7 @@ def show_unit(text: str, result, unit, mc, as_json: bool) -> None:
         return
     scale = float(np.abs(values).max()) or 1.0
     out = Console(highlight=False, soft_wrap=True, emoji=False)
+    out.on_broken_pipe = _closed
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     colour = out.color_system is not None and not out.no_color
     if colour and not common.QUIET:
