@@ -168,3 +168,24 @@ def test_a_closed_stdout_ends_quietly_with_0(model, corpus, extra):
     finally:
         os.close(write)
     assert p.returncode == 0 and "Traceback" not in p.stderr and "Error" not in p.stderr, p.stderr
+
+
+def test_non_finite_outputs_are_one_line_not_nan(model, corpus, tmp_path, monkeypatch):
+    """A checkpoint holds only finite weights, but extreme ones can overflow: NaN never reaches the output."""
+    import numpy as np
+
+    from charrnn import model as core
+
+    path, _ = model
+    forward = core.forward
+
+    def overflowing(*args, **kwargs):
+        logits, state, cache = forward(*args, **kwargs)
+        logits[-1] = np.inf
+        return logits, state, cache
+
+    monkeypatch.setattr(core, "forward", overflowing)
+    for extra in ((), ("--json",), ("--html", tmp_path / "p.html")):
+        result = cli("inspect", corpus, "-c", path, *extra)
+        assert result.exit_code == 1 and "not finite" in result.stderr and result.stdout == ""
+    assert not (tmp_path / "p.html").exists()

@@ -66,6 +66,9 @@ def inspect(
     page = view.page_plan(mc, shown) if html else None
     result = run(ckpt.params, mc, head, shown, record=[picked] if picked else (),
                  head=page.keep if page else 0, guesses=page.guesses if page else 0)
+    if not result.finite:
+        fail(f"the model's activations or outputs are not finite (NaN or infinity) over {text}: the weights in "
+             f"{path} are broken; use another checkpoint")
     name, model = "stdin" if text == "-" else text, "the bundled model" if path == BUNDLED else str(path)
     if html:
         view.write_page(html, ckpt, model, name, shown, head, result, page)

@@ -44,6 +44,7 @@ class Inspection:
     recorded: dict = field(default_factory=dict)
     head: np.ndarray | None = None
     guesses: tuple | None = None
+    finite: bool = True  # every activation and every logit was finite (a broken checkpoint's weights give NaN)
 
     def ranked(self, mc: ModelConfig, top: int = 5) -> dict[str, list[tuple[U.Unit, float]]]:
         """{feature: [(unit, r), ...]} the `top` units by |r|, best first (all units for top = 0); [] for a
@@ -75,6 +76,7 @@ def unit_matrix(layers: list[dict], mc: ModelConfig) -> np.ndarray:
     return np.concatenate([acts[s] for acts in layers for s in U.states(mc)], axis=1)
 
 
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")  # overflow shows as Inspection.finite = False
 def inspect(params: dict, mc: ModelConfig, ids: np.ndarray, text: str, record=(), head: int = 0,
             guesses: int = 0) -> Inspection:
     """Run the model over ids (L,) (the ids of `text` in its vocabulary) and gather what module docstring says.
@@ -89,9 +91,11 @@ def inspect(params: dict, mc: ModelConfig, ids: np.ndarray, text: str, record=()
     cols = {u: U.column(u, mc) for u in record}
     head_acts = np.empty((min(head, L), n_units), dtype=np.float16) if head else None  # (K,U)
     top = (np.zeros((L, guesses), dtype=np.int64), np.zeros((L, guesses), dtype=np.float32)) if guesses else None
+    finite = True
     for start, layers, logits in chunks(params, mc, ids):
         T = logits.shape[0]
         x = unit_matrix(layers, mc)  # (T,U)
+        finite = finite and bool(np.isfinite(x).all() and np.isfinite(logits).all())
         corr.add(x)
         for k, acts in enumerate(layers):
             for gate in SIGMOID_GATES[mc.cell]:
@@ -104,7 +108,9 @@ def inspect(params: dict, mc: ModelConfig, ids: np.ndarray, text: str, record=()
         bits[start + 1 : start + 1 + len(nxt)] = model.nll(logits[: len(nxt)], nxt) / math.log(2)
         if top is not None:
             _top_guesses(logits[: len(nxt)], guesses, top[0][start + 1 :], top[1][start + 1 :])
-    return Inspection(L, corr.r(), corr.constant_features(), sat.fractions(L), bits, kept, head_acts, top)
+    r = corr.r()  # (U,F)
+    r[~np.isfinite(r)] = 0.0
+    return Inspection(L, r, corr.constant_features(), sat.fractions(L), bits, kept, head_acts, top, finite)
 
 
 def record(params: dict, mc: ModelConfig, ids: np.ndarray, wanted) -> dict[U.Unit, np.ndarray]:
