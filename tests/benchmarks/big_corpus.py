@@ -3,6 +3,18 @@
     python tests/benchmarks/big_corpus.py                        # everything (a quiet machine, ~5 GB of disk)
     python tests/benchmarks/big_corpus.py --size-mb 150 --mixed-mb 20 --only memory     # a quick memory check
     python tests/benchmarks/big_corpus.py --dir /data/tmp --keep                        # keep the corpora
+    python tests/benchmarks/big_corpus.py --only layouts --layout folder gz --repeats 3  # issue 21 (~6 GB of disk)
+
+Issue 21 (`--only layouts`): big.txt is also written as a folder of --files files (10 subfolders, cut at line
+ends, the same text in sorted path order) and as a gzip file (one gzip member of tinyshakespeare, repeated: the
+same decompression work as one long member, written in a moment). Measured:
+
+    folder/file speed   preparing the folder against preparing big.txt, each in a fresh process with an empty
+                        cache, interleaved A B A B ... (--repeats each; the median of the per-pair ratios and of
+                        each side); on a loaded machine only the interleaving keeps the ratio fair
+    gz                  preparing the .gz in a fresh process (empty cache): peak RssAnon and ru_maxrss, seconds,
+                        MB/s of text and of compressed bytes
+    train folder        `charrnn train FOLDER --steps 50` on a cold cache: peak RssAnon and ru_maxrss
 
 It writes its corpora into a temporary directory (never the repository): big.txt, tinyshakespeare repeated to
 --size-mb, and mixed.txt, --mixed-mb of Latin, Cyrillic, CJK, emoji and other 4-byte code points. Every command
@@ -47,8 +59,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the corpora and caches")
     p.add_argument("--size-mb", type=int, default=1024, help="size of big.txt (default 1024)")
     p.add_argument("--mixed-mb", type=int, default=200, help="size of mixed.txt (default 200)")
-    p.add_argument("--only", choices=("all", "memory"), default="all",
-                   help="memory: only the RSS figures (fine on a busy machine)")
+    p.add_argument("--only", choices=("all", "memory", "layouts"), default="all",
+                   help="memory: only the RSS figures (fine on a busy machine); layouts: only issue 21's figures")
+    p.add_argument("--layout", nargs="+", choices=("folder", "gz"), default=["folder", "gz"],
+                   help="with --only layouts: which layouts to measure")
+    p.add_argument("--files", type=int, default=1000, help="files in the folder layout (default 1000)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved preparations of each side (default 3)")
+    p.add_argument("--train-threads", type=int, default=None,
+                   help="with --only layouts: pass --threads N to train (on a loaded machine, 1 spares it the "
+                        "BLAS threads' contention; say so with the figure)")
     p.add_argument("--eval-seconds", type=float, default=60.0, help="how long charrnn eval runs (default 60)")
     p.add_argument("--shakespeare", type=Path, default=SHAKESPEARE)
     return p.parse_args(argv)
@@ -138,12 +157,109 @@ print(s, r.chars, len(val))
 """
 
 
+def write_folder(folder: Path, text: Path, files: int) -> None:
+    """`text` cut at line ends into `files` files of about equal size, in 10 subfolders, named so that sorted
+    path order is the text's order."""
+    size = text.stat().st_size
+    with open(text, "rb") as f:
+        for i in range(files):
+            chunk = f.read(size // files if i < files - 1 else size)
+            chunk += f.readline() if i < files - 1 else b""  # to the end of the line
+            path = folder / f"{i * 10 // files:02d}" / f"{i:05d}.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(chunk)
+
+
+def write_gz(path: Path, source: bytes, size: int) -> int:
+    """About `size` bytes of text as gzip: one member of `source`, repeated (gzip readers join members). Returns
+    the text's size."""
+    import gzip
+
+    member, n = gzip.compress(source, compresslevel=6), max(1, size // len(source))
+    with open(path, "wb") as f:
+        for _ in range(n):
+            f.write(member)
+    return n * len(source)
+
+
+def layouts(args, work: Path, big: Path, shakespeare: bytes) -> dict:
+    """Issue 21's figures: a folder against one file (interleaved), a .gz corpus, train on the folder."""
+    import shutil
+    import statistics
+
+    py, results = sys.executable, {"cpu": _cpu(), "load_before": os.getloadavg()}
+    cache = work / "cache-layouts"
+
+    def cold_env() -> dict:
+        shutil.rmtree(cache, ignore_errors=True)
+        return dict(os.environ, CHARRNN_CACHE_DIR=str(cache))
+
+    def prepared(path: Path) -> float:
+        out = subprocess.run([py, "-c", PREPARE, str(path)], env=cold_env(), capture_output=True, text=True,
+                             check=True)
+        return float(out.stdout.split()[0])
+
+    if "folder" in args.layout:
+        folder = work / "folder"
+        print(f"writing {folder} ({args.files} files)", file=sys.stderr)
+        write_folder(folder, big, args.files)
+        pairs = []
+        for i in range(args.repeats):  # A B A B ...: the machine's load falls on both sides alike
+            file_s, folder_s = prepared(big), prepared(folder)
+            pairs.append((file_s, folder_s))
+            print(f"  pair {i + 1}: file {file_s:.2f} s, folder {folder_s:.2f} s", file=sys.stderr)
+        mb = big.stat().st_size / MB
+        results["folder_vs_file"] = {
+            "files": args.files, "pairs_seconds": pairs,
+            "median_file_mb_per_s": round(mb / statistics.median(p[0] for p in pairs), 1),
+            "median_folder_mb_per_s": round(mb / statistics.median(p[1] for p in pairs), 1),
+            "median_speed_ratio": round(statistics.median(a / b for a, b in pairs), 3)}  # folder speed / file speed
+        threads = ["--threads", str(args.train_threads)] if args.train_threads else []
+        results["train_folder"] = rss_run([py, "-m", "charrnn", "train", str(folder), "--steps", "50", "-o",
+                                           str(work / "folder.npz"), "--force", "--seed", "1", *threads],
+                                          cold_env())
+        shutil.rmtree(folder, ignore_errors=True)
+    if "gz" in args.layout:
+        gz = work / "big.txt.gz"
+        text_size = write_gz(gz, shakespeare, args.size_mb * MB)
+        run = rss_run([py, "-c", PREPARE, str(gz)], cold_env())
+        secs = run.pop("seconds")
+        run["process_seconds"] = secs
+        results["gz"] = run | {"text_mib": round(text_size / MB, 1), "gz_mib": round(gz.stat().st_size / MB, 1),
+                               "text_mb_per_s_whole_process": round(text_size / MB / secs, 1)}
+        gz.unlink()
+    shutil.rmtree(cache, ignore_errors=True)
+    results["load_after"] = os.getloadavg()
+    return results
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip() + f", {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
     work = Path(args.dir or tempfile.mkdtemp(prefix="charrnn-big-"))
     work.mkdir(parents=True, exist_ok=True)
     shakespeare = args.shakespeare.read_bytes()
     big, mixed = work / "big.txt", work / "mixed.txt"
+    if args.only == "layouts":
+        print(f"writing {big} ({args.size_mb} MiB)", file=sys.stderr)
+        write_repeated(big, shakespeare, args.size_mb * MB)
+        try:
+            print(json.dumps({"size_mb": args.size_mb} | layouts(args, work, big, shakespeare), indent=1))
+        finally:
+            if not args.keep:
+                import shutil
+
+                shutil.rmtree(work, ignore_errors=True)
+        return
     print(f"writing {big} ({args.size_mb} MiB) and {mixed} ({args.mixed_mb} MiB)", file=sys.stderr)
     write_repeated(big, shakespeare, args.size_mb * MB)
     write_repeated(mixed, mixed_block(np.random.default_rng(0), shakespeare.decode()), args.mixed_mb * MB)
