@@ -190,3 +190,31 @@ def test_odd_pitch_buffers_are_plain_arrays_with_an_odd_line_pitch(dtype, cols):
     assert a.strides[0] % 64 == 0 and (a.strides[0] // 64) % 2 == 1 and a.strides[0] >= cols * a.itemsize
     a[...] = np.arange(5)[:, None]  # rows must not share memory
     np.testing.assert_array_equal(a, np.broadcast_to(np.arange(5, dtype=dtype)[:, None], (5, cols)))
+
+
+def _arrays(tree):
+    """Every ndarray in a nest of tuples, lists, dicts and NamedTuples, copied, in a fixed order."""
+    if isinstance(tree, np.ndarray):
+        return [tree.copy()]
+    if isinstance(tree, dict):
+        return [a for k in sorted(tree) for a in _arrays(tree[k])]
+    if isinstance(tree, (tuple, list)):
+        return [a for item in tree for a in _arrays(item)]
+    return []
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("n", [1, N])
+def test_a_call_leaves_what_an_earlier_call_returned_alone(cell, n):
+    """The cells reuse scratch buffers across calls (common._scratch): nothing a forward or backward returned (outputs,
+    final state, cache, gradients) may change when the next call, with the same shapes, runs."""
+    _, p, x, state = make(cell, seed=9)
+    x, state = x[:, :n], tuple(s[:n] for s in state)
+    fwd = CELLS[cell].forward(x, state, p)
+    bwd = CELLS[cell].backward(np.ones((T, n, H)), fwd[2])
+    before = _arrays((fwd, bwd))
+    _, p2, x2, state2 = make(cell, seed=10)
+    out = CELLS[cell].forward(x2[:, :n], tuple(s[:n] for s in state2), p2)
+    CELLS[cell].backward(np.full((T, n, H), 2.0), out[2])
+    for a, b in zip(before, _arrays((fwd, bwd)), strict=True):
+        np.testing.assert_array_equal(a, b)
