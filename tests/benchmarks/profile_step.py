@@ -7,8 +7,9 @@ steps as bench.py does (forward, backward, clip, Adam, state carried), and print
 phase (mean over steps; the median step too).
 --floor: the BLAS part alone. Every matrix product of one charrnn step, in the shapes and memory layouts the
 cells use (per-step recurrent products, hoisted projections, the weight and input gradients, the decoder's), run
-back to back on arrays of those shapes, timed as a step; what the cells take beyond that is elementwise work and
-Python. Also the cost of one numpy call on a gate block of the step's size and on a 1-element array (dispatch).
+back to back on arrays of those shapes, timed as a step and per kind (with its GFLOP/s); what the cells take
+beyond that is elementwise work and Python. Also the cost of one numpy call on a gate block of the step's size
+and on a 1-element array (dispatch).
 --torch: the same step of the PyTorch script bench.py times (Embedding -> nn.LSTM/GRU/RNN -> Linear, Adam,
 clip_grad_norm_), its total per step, and torch.profiler's operators by self CPU time per step.
 """
@@ -72,6 +73,10 @@ def charrnn_phases(args, mc, tc, text) -> None:
     print(f"  median step {total * 1e3:.1f} ms = {tc.batch * tc.seq / total:,.0f} chars/s")
 
 
+REC, GRADS = "recurrent products (2 per step and layer)", "weight and input gradients (one GEMM each)"
+PROJ, DEC = "input projections (forward)", "decoder (forward, its gradients)"
+
+
 def blas_floor(args, mc, tc) -> None:
     """Every GEMM of one charrnn training step, in the cells' shapes and layouts, back to back."""
     import numpy as np
@@ -100,39 +105,58 @@ def blas_floor(args, mc, tc) -> None:
     da = _odd_pitch(G * H, T * N, f32) if gm else np.empty((T, N, G * H), f32)
     da[...] = 0.01
 
+    parts = defaultdict(float)  # seconds per kind of product, summed over the timed steps
+
     def one_step():
+        t0 = now()
         logits = top @ Wd.T  # decoder forward
+        parts[DEC] += now() - t0
         for lay in layers:
+            t0 = now()
             if gm:
-                np.matmul(lay["W_ih"], lay["x"].transpose(0, 2, 1), out=lay["out"])  # T projections
+                np.matmul(lay["W_ih"], lay["x"].transpose(0, 2, 1), out=lay["out"])  # T projections, one call
+            else:
+                lay["x"].reshape(T * N, -1) @ lay["W_ih"].T
+            t1 = now()
+            if gm:
                 for t in range(T):
                     np.matmul(lay["W_hh"], lay["hsT"][t], out=hW)
             else:
-                lay["x"].reshape(T * N, -1) @ lay["W_ih"].T
                 W_hhT = np.ascontiguousarray(lay["W_hh"].T)
                 for t in range(T):
                     np.matmul(lay["hs"][t], W_hhT, out=hW)
+            parts[PROJ] += t1 - t0
+            parts[REC] += now() - t1
+        t0 = now()
         dlog.T @ top  # decoder weight gradient
         dlog @ Wd  # into the top layer
+        parts[DEC] += now() - t0
         for lay in reversed(layers):
+            t0 = now()
             if gm:
                 W_hhT = lay["W_hh"].T
                 for t in reversed(range(T)):
                     np.matmul(W_hhT, da[:, t * N : (t + 1) * N], out=dh)
+            else:
+                for t in reversed(range(T)):
+                    np.matmul(da[t], lay["W_hh"], out=dh)
+            t1 = now()
+            if gm:
                 da @ lay["x"].reshape(T * N, -1)  # dW_ih
                 da @ lay["hs"][:-1].reshape(T * N, -1)  # dW_hh
                 da.T @ lay["W_ih"]  # dx
             else:
-                for t in reversed(range(T)):
-                    np.matmul(da[t], lay["W_hh"], out=dh)
                 da2 = da.reshape(T * N, -1)
                 da2.T @ lay["x"].reshape(T * N, -1)
                 da2.T @ lay["hs"][:-1].reshape(T * N, -1)
                 da2 @ lay["W_ih"]
+            parts[REC] += t1 - t0
+            parts[GRADS] += now() - t1
         return logits
 
     for _ in range(3):
         one_step()
+    parts.clear()
     ts = []
     for _ in range(args.steps):
         t0 = now()
@@ -142,6 +166,16 @@ def blas_floor(args, mc, tc) -> None:
     med = statistics.median(ts)
     print(f"BLAS floor: every GEMM of one step in the cells' layouts, back to back: median {med * 1e3:.2f} ms, "
           f"min {min(ts) * 1e3:.2f} ms ({flops / 1e9:.2f} GFLOP, {flops / med / 1e9:.0f} GFLOP/s at the median)")
+    dims = [D if k == 0 else H for k in range(L)]  # each layer's input width
+    flops_of = {  # per step, of each kind of product
+        REC: 2 * 2 * T * N * G * H * H * L,
+        GRADS: sum(2 * T * N * G * H * (2 * Dk + H) for Dk in dims),
+        PROJ: sum(2 * T * N * G * H * Dk for Dk in dims),
+        DEC: 3 * 2 * T * N * H * V,
+    }
+    for label, seconds in sorted(parts.items(), key=lambda kv: -kv[1]):
+        per_step = seconds / args.steps
+        print(f"  {label:52s} {per_step * 1e3:8.2f} ms/step, {flops_of[label] / per_step / 1e9:4.0f} GFLOP/s")
     gate = np.ones((G * H, N), f32)
     tiny = np.ones(1, f32)
     for label, arr in ((f"({G * H},{N}) gate block", gate), ("1-element array", tiny)):
