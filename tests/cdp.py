@@ -198,6 +198,11 @@ class Browser:
             raise RuntimeError(f"{expression}: {result['exceptionDetails'].get('exception', {}).get('description')}")
         return result["result"].get("value")
 
+    def errors(self) -> list[str]:
+        """The uncaught JavaScript exceptions the page has thrown since it was opened (as far as received)."""
+        return [e["params"]["exceptionDetails"].get("exception", {}).get("description", "?")
+                for e in self.events if e["method"] == "Runtime.exceptionThrown"]
+
     def screenshot(self, path: str) -> None:
         data = self.call("Page.captureScreenshot", format="png")["data"]
         with open(path, "wb") as f:

@@ -131,7 +131,7 @@ COLOURS = "Array.from(document.querySelectorAll('#text span'), s => s.style.back
 def test_the_page_renders_and_the_fragment_picks_a_unit(pages, browser):
     url = (pages / "page.html").as_uri()
     browser.open(url + "#unit=0:3")
-    assert browser.js("document.body.dataset.ready") == "1"
+    assert browser.js("document.body.dataset.ready") == "1" and browser.errors() == []
     assert browser.js("document.body.dataset.unit") == "0:3"
     assert browser.js("document.getElementById('text').textContent") == TEXT  # hostile text as text, no script ran
     assert browser.js("document.querySelectorAll('script').length") == 2
@@ -187,3 +187,21 @@ def test_a_squeezed_page_says_which_characters_a_unit_covers(pages, browser):
     browser.open(url + "#unit=7:0")
     assert browser.js("document.body.dataset.unit") == "surprisal"
     assert "no unit 7:0" in browser.js("document.getElementById('note').textContent")
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_pages_of_a_gru_and_an_rnn_work(cell, pages, browser):
+    model, out = pages / f"{cell}.npz", pages / f"{cell}.html"
+    result = cli("train", pages / "text.txt", "-o", model, "--cell", cell, "--hidden", "6", "--layers", "1",
+                 "--embed", "4", "--batch", "4", "--seq", "16", "--steps", "3", "--seed", "1")
+    assert result.exit_code == 0, result.stderr
+    assert cli("inspect", pages / "text.txt", "-c", model, "--html", out).exit_code == 0
+    browser.open(out.as_uri() + "#unit=0:5")
+    assert browser.js("document.body.dataset.ready") == "1" and browser.js("document.body.dataset.unit") == "0:5"
+    assert len(set(browser.js(COLOURS))) > 2
+    circles = browser.js("document.querySelectorAll('#gates circle').length")
+    assert circles == (12 if cell == "gru" else 0)  # r and z of 6 units; an RNN has no gates
+    browser.open(out.as_uri() + "#unit=0:5:c")
+    assert browser.js("document.body.dataset.unit") == "surprisal"  # no cell state: the note says so
+    assert "no unit 0:5:c" in browser.js("document.getElementById('note').textContent")
+    assert browser.errors() == []
