@@ -205,3 +205,17 @@ def test_pages_of_a_gru_and_an_rnn_work(cell, pages, browser):
     assert browser.js("document.body.dataset.unit") == "surprisal"  # no cell state: the note says so
     assert "no unit 0:5:c" in browser.js("document.getElementById('note').textContent")
     assert browser.errors() == []
+
+
+def test_a_page_shows_at_most_page_chars_characters(pages, browser, monkeypatch):
+    monkeypatch.setattr(page, "PAGE_CHARS", 500)
+    out = pages / "head.html"
+    result = cli("inspect", pages / "text.txt", "-c", pages / "m.npz", "--html", out, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["chars"] == len(TEXT)
+    d = json.loads(blob(out.read_text()))
+    assert d["chars"] == 500 and d["inspected"] == len(TEXT) and d["text"] == TEXT[:500]
+    assert d["acts"]["head"]["chars"] == 500
+    browser.open(out.as_uri() + "#unit=1:1")
+    assert browser.js("document.querySelectorAll('#text span').length") == len(list(TEXT[:500]))
+    assert browser.js("document.getElementById('about').textContent").startswith(f"the first 500 of {len(TEXT):,}")
+    assert browser.errors() == []

@@ -12,7 +12,9 @@ levels, -7..7 sevenths of the unit's largest |activation| (what a 15-colour dive
 units ranked best for some feature (PAGE_TOP per feature) are kept for the whole text, as many as fit; every
 unit is kept for the first K characters, K as large as the rest of the budget allows (the whole text when it
 fits: 20,000 characters of a 2 x 256 LSTM take about 5 MB whole, so such a page keeps any unit for the first
-few thousand characters and the ranked ones for all 20,000). The page says which is which. Which units rank
+few thousand characters and the ranked ones for all 20,000). The page says which is which. It shows at most the
+first PAGE_CHARS characters (the per-character part alone would outgrow the budget), while its tables count
+every character inspected. Which units rank
 best is known only after the whole text has been read: when every unit at every character is small enough to
 keep in memory (KEEP_ALL), the run keeps it all; otherwise a second pass over the text records the ranked units.
 """
@@ -32,6 +34,7 @@ from charrnn.probe import units as U
 
 BUDGET = 4_800_000  # bytes of the whole page at most (its template and tables included)
 RESERVE = 250_000  # bytes kept for the template, the tables, the gates, the loss curve
+PAGE_CHARS = 50_000  # the page shows at most the first PAGE_CHARS characters (the tables count every one)
 GUESSES = 5  # top guesses shown for every character
 PAGE_TOP = 5  # ranked units per feature
 LEVELS = 7  # a value is stored as round(7 · a / max |a|): 15 levels in 4 bits
@@ -64,8 +67,8 @@ def _id_bytes(vocab_size: int) -> int:
 
 def plan(mc: ModelConfig, text: str) -> Plan:
     """How much of each unit the page keeps within BUDGET (module docstring)."""
-    L = len(text)
-    fixed = RESERVE + len(_json(text)) + _b64(2 * L) + 2 * _b64(L * GUESSES * 2)
+    L = min(len(text), PAGE_CHARS)
+    fixed = RESERVE + len(_json(text[:L])) + _b64(2 * L) + 2 * _b64(L * GUESSES * 2)
     per_unit = _b64((L + 1) // 2)  # one unit, every character
     n_units = U.count(mc)
     if fixed + n_units * per_unit <= BUDGET:
@@ -124,20 +127,22 @@ def data(params, mc: ModelConfig, vocab, ids, text: str, result, p: Plan, meta: 
     """The JSON blob the template reads: text, surprisal, guesses, activations, tables, curve (module docstring)."""
     from charrnn.probe import record
 
-    L = len(text)
-    bits = np.where(np.isnan(result.bits), NONE, np.minimum(np.rint(result.bits * 100), NONE - 1))
+    L = min(len(text), PAGE_CHARS)
+    text, ids, shown = text[:L], ids[:L], result.bits[:L]
+    bits = np.where(np.isnan(shown), NONE, np.minimum(np.rint(shown * 100), NONE - 1))  # (L,) centibits
     idb = _id_bytes(len(vocab))
-    top_ids, top_p = result.guesses
+    top_ids, top_p = (a[:L] for a in result.guesses)
     ranked = page_units(result, mc)
     acts: dict = {"levels": LEVELS, "head": None, "whole": {}}
-    kept_all = result.head is not None and len(result.head) == L  # (L,U) float16: every unit, every character
+    kept_all = result.head is not None and len(result.head) >= L  # (≥L,U) float16: every unit, every character
     if p.head:
         pairs = [quantise(result.head[: p.head, c]) for c in range(result.head.shape[1])]  # per unit: (scale, (K,))
         acts["head"] = {"chars": p.head, "scales": [round(s, 6) for s, _ in pairs],
                         "data": _encode(pack(np.stack([q for _, q in pairs])))}  # (U, ceil(K/2)) bytes
     if p.head < L:
         wanted = [U.parse(e["unit"], mc) for e in ranked[: p.whole]]
-        kept = {u: result.head[:, U.column(u, mc)] for u in wanted} if kept_all else dict(result.recorded)
+        kept = ({u: result.head[:L, U.column(u, mc)] for u in wanted} if kept_all
+                else {u: v[:L] for u, v in result.recorded.items()})
         missing = [u for u in wanted if u not in kept]
         if missing:  # a second pass over the text
             kept.update(record(params, mc, ids, missing))
@@ -149,6 +154,7 @@ def data(params, mc: ModelConfig, vocab, ids, text: str, result, p: Plan, meta: 
     scored = result.bits[1:]
     return {
         "name": meta.get("text", ""), "checkpoint": meta.get("checkpoint", ""), "chars": L,
+        "inspected": result.chars,
         "model": {"cell": mc.cell, "layers": mc.layers, "hidden": mc.hidden, "embed": mc.embed,
                   "vocab": mc.vocab_size, "states": list(U.states(mc))},
         "bits_per_char": round(float(scored.mean()), 4) if scored.size else None,
