@@ -283,6 +283,8 @@ def test_eval_of_a_folder_equals_eval_of_its_text(tmp_path, model):
     joined.write_bytes(b"".join(p.read_bytes() for p in cat))
     want = scored(cli("eval", joined, "-c", model, "--json"))
     assert scored(cli("eval", *paths, "--include", "*.txt", "--include", "*.gz", "-c", model, "--json")) == want
+    named = cli("eval", joined, "--include", "*.md", "-c", model, "--json")
+    assert scored(named) == want and "--include picks among the files found in folders" in named.stderr
     everything = scored(cli("eval", *paths, "-c", model, "--json", "--unknown", "skip", "--batch", "1"))
     assert everything["chars"] == len(TEXT) + len("not a .tt") - 1  # notes.md read too (less its * and x)
 

@@ -153,6 +153,9 @@ def load_corpus(paths: str | Sequence[str], cache_dir: str | None = None, includ
     from charrnn.corpus import CorpusError, SourceError, prepare
 
     paths = [paths] if isinstance(paths, str) else list(paths)
+    if include and not any(os.path.isdir(p) for p in paths):
+        say("charrnn: note: --include picks among the files found in folders; files named on the command line are "
+            "all read")
     name = corpus_label(paths)
     progress = _Shown(name)
     try:
