@@ -16,6 +16,7 @@ lscpu | grep -E '^(Model name|CPU\(s\)|Thread\(s\) per core|L2 cache|L3 cache)'
 echo "flags that matter: $(grep -m1 -o -w -E 'avx2|avx512f|avx512_bf16|amx_tile|amx_bf16' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 $PY -c "import numpy; c = numpy.show_config(mode='dicts')['Build Dependencies']['blas']; print('numpy', numpy.__version__, c['openblas configuration'])"
 $PY -c "import torch; print('torch', torch.__version__, 'oneDNN' if torch.backends.mkldnn.is_available() else '')"
+echo "OpenBLAS kernel at run time: $(OPENBLAS_VERBOSE=2 $PY -c 'import numpy as np; a = np.ones((64, 64), np.float32); a @ a' 2>&1 | head -1)"
 
 echo; echo "== 1. the working tree against $REV, every workload (1 thread on the CPU clock, then 2 threads)"
 $PY tests/benchmarks/bench.py --against "$REV" --threads 1 --clock cpu --repeats 21 --steps 8
