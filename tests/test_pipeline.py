@@ -340,3 +340,19 @@ def test_threads_are_set_before_numpy_is_imported(corpus, tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert p.returncode == 0, p.stderr
     assert "numpy already imported: False" in p.stderr
+
+
+@pytest.mark.parametrize("args", [["info"], ["eval", "{corpus}"], ["eval", "{corpus}", "--show"],
+                                  ["inspect", "{corpus}"]])
+def test_reports_whose_reader_is_gone_end_quietly_with_zero(args, corpus, tmp_path):
+    """`charrnn info | head -1` (and eval's table, eval --show, inspect's tables): the reader leaving is a normal
+    end, as for `sample | head`: exit 0 and nothing on stderr but chatter (rich on its own would exit 1)."""
+    out = tmp_path / "m.npz"
+    assert run("train", corpus, "-o", out, *TINY, "--steps", "2")[0] == 0
+    r, w = os.pipe()
+    os.close(r)  # every write to w now fails with EPIPE, as after `| head` has exited
+    argv = [a.format(corpus=corpus) for a in args] + ["-c", out, "-q"]
+    p = subprocess.run(charrnn_cmd(*argv), stdout=w, stderr=subprocess.PIPE, env=ENV, timeout=60)
+    os.close(w)
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stderr == b""

@@ -44,6 +44,26 @@ def say(message: str, error: bool = False) -> None:
         quiet_stderr()
 
 
+def console(stderr: bool = False, **kw):
+    """A rich Console that treats a closed pipe as `sample` does: on stdout (`| head`) the reader is gone, which
+    is a normal end (exit 0; rich on its own exits 1); on stderr BrokenPipeError, for the caller to go on quietly."""
+    from rich.console import Console
+
+    c = Console(highlight=False, stderr=stderr, **kw)
+    c.on_broken_pipe = _broken_pipe if stderr else reader_gone
+    return c
+
+
+def reader_gone() -> NoReturn:
+    """Stdout's reader is gone (`| head`): end the command quietly with exit 0."""
+    quiet_stdout()
+    raise SystemExit(0)
+
+
+def _broken_pipe() -> NoReturn:
+    raise BrokenPipeError
+
+
 def at_most(limit: int):
     """A parse-time check (exit 2, Typer's usage message) that an option stays within a documented maximum of
     charrnn.config; used instead of max= where a long range would crowd --help."""

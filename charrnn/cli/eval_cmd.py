@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import typer
 
+from charrnn.cli import common
 from charrnn.cli import progress as shown
 from charrnn.cli.common import CHECKPOINT_HELP, app, at_most, checkpoint_path, fail, open_checkpoint, say
 from charrnn.cli.corpus_io import (Unknown, cache_dir_option, corpus_label, encoding_option, include_option,
@@ -61,7 +62,6 @@ def evaluate(
     if as_json:
         print(json.dumps(report))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{text} under {path}", title_justify="left")
@@ -69,7 +69,7 @@ def evaluate(
         table.add_column(label, justify="right")
     table.add_row(f"{result.nats_per_char:.4f}", f"{result.bits_per_char:.4f}", f"{result.perplexity:.3f}",
                   f"{result.chars:,}", str(result.streams))
-    Console(highlight=False).print(table)
+    common.console().print(table)
 
 
 def _model_ids(corpus, vocab, unknown: str, cache_dir):

@@ -7,6 +7,7 @@ import math
 
 import typer
 
+from charrnn.cli import common
 from charrnn.cli.common import CHECKPOINT_HELP, app, checkpoint_path, open_checkpoint
 
 
@@ -41,9 +42,7 @@ def info(
     if as_json:
         print(json.dumps(summary))
         return
-    from rich.console import Console
-
-    console = Console(highlight=False)
+    console = common.console()
     console.print(_facts(str(path), summary))
     if history or summary["curve"]:
         console.print()

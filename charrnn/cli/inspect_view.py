@@ -38,13 +38,11 @@ def print_json(result, mc, top: int, path: str, name: str) -> None:
 
 def print_tables(result, mc, top: int, path: str, name: str) -> None:
     """The feature table, then the gate-saturation plots (LSTM, GRU), on stdout."""
-    from rich.console import Console
     from rich.table import Table
 
     from rich import box
 
-    console = Console(highlight=False)
-    console.on_broken_pipe = _closed  # `| head` ends quietly with 0, as for `sample | head`, not rich's exit 1
+    console = common.console()  # `| head` ends quietly with 0, as for `sample | head`
     table = Table(title=f"units that follow each feature of {name} ({result.chars:,} characters), Pearson r",
                   title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("feature", no_wrap=True)
@@ -59,10 +57,6 @@ def print_tables(result, mc, top: int, path: str, name: str) -> None:
     if result.saturation:
         console.print()
         console.print(gate_plots(result, console.width))
-
-
-def _closed() -> None:
-    raise BrokenPipeError  # (rich's own handling exits 1; inspect_cmd ends quietly with 0)
 
 
 def gate_plots(result, width: int):
@@ -111,7 +105,6 @@ def show_unit(text: str, result, unit, mc, as_json: bool) -> None:
     """The text on stdout coloured by one unit's activation (a legend on stderr); the plain text off a terminal
     or with NO_COLOR; with as_json, one object: the unit, its best features' r and every character's value."""
     import numpy as np
-    from rich.console import Console
     from rich.text import Text
 
     from charrnn.cli.show import coloured
@@ -125,9 +118,8 @@ def show_unit(text: str, result, unit, mc, as_json: bool) -> None:
                           "values": [round(float(v), 5) for v in values]}))
         return
     scale = float(np.abs(values).max()) or 1.0
-    out = Console(highlight=False, soft_wrap=True, emoji=False)
-    out.on_broken_pipe = _closed
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = common.console(soft_wrap=True, emoji=False)
+    err = common.console(stderr=True, soft_wrap=True)
     colour = out.color_system is not None and not out.no_color
     if colour and not common.QUIET:
         key = Text(f"unit {unit}, activation (max |a| = {scale:.3g}): ")

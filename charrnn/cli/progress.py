@@ -203,7 +203,6 @@ def summary(rows: list[tuple[str, str]]) -> None:
     """A short two-column table on stderr (nothing under --quiet)."""
     if common.QUIET:
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -212,7 +211,7 @@ def summary(rows: list[tuple[str, str]]) -> None:
     for name, value in rows:
         table.add_row(name, value)
     try:
-        Console(stderr=True, highlight=False).print(table)
+        common.console(stderr=True).print(table)
     except BrokenPipeError:  # nobody reads stderr any more: the checkpoint and the path on stdout still count
         quiet_stderr()
 

@@ -67,7 +67,6 @@ def show_surprisal(ckpt, ids, lut, limit: int, report: dict, as_json: bool, name
     """Score the first `limit` characters of ids (the text's ids; `lut` maps them to the model's, or None) one by one
     and show them: coloured text on stdout on a terminal, else plain; `as_json`: the report with the numbers."""
     import numpy as np
-    from rich.console import Console
 
     from charrnn.cli import common
     from charrnn.data import Vocab
@@ -80,16 +79,19 @@ def show_surprisal(ckpt, ids, lut, limit: int, report: dict, as_json: bool, name
         shown = [None if math.isnan(b) else round(float(b), 4) for b in bits]
         print(json.dumps(report | {"shown": {"text": text, "bits": shown, "of": int(len(ids))}}))
         return
-    out = Console(highlight=False, soft_wrap=True, emoji=False)
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    out = common.console(soft_wrap=True, emoji=False)
+    err = common.console(stderr=True, soft_wrap=True)
     colour = out.color_system is not None and not out.no_color  # off a terminal, or NO_COLOR: plain text
     if colour and not common.QUIET:
         err.print(legend())
     if colour:
         out.print(coloured(text, bits), end="" if text.endswith("\n") else "\n")
     else:
-        out.file.write(text if text.endswith("\n") else text + "\n")
-        out.file.flush()
+        try:
+            out.file.write(text if text.endswith("\n") else text + "\n")
+            out.file.flush()
+        except BrokenPipeError:
+            common.reader_gone()
     scored = bits[~np.isnan(bits)]
     part = f"the first {len(text):,} of {len(ids):,} characters" if len(ids) > len(text) else "all of it"
     mean = f", {scored.mean():.3f} bits/char" if scored.size else ""
