@@ -28,7 +28,7 @@ app = App(
 QUIET = False  # -q, --quiet (set by every command, see layout.quiet_option): `say` stays silent, errors still show
 
 BUNDLED = Path(__file__).resolve().parent.parent / "pretrained" / "shakespeare.npz"
-BUNDLED_ABOUT = "a 2-layer LSTM of 256 trained on tinyshakespeare"
+BUNDLED_ABOUT = "a 2-layer LSTM of 512 trained on tinyshakespeare"
 CHECKPOINT_HELP = (f"Checkpoint to read (default {DEFAULT_CHECKPOINT}; without it, the bundled pretrained model, "
                    f"{BUNDLED_ABOUT}).")
 
